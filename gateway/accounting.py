@@ -1,0 +1,78 @@
+"""The pipeline's last step: one finished request -> usage store, metrics and access log.
+
+Nothing here waits: the record is handed to the usage writer's buffer (written off the
+request path) and metric children are cached per label set.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Protocol
+
+import orjson
+
+from gateway.usage.record import UsageRecord
+
+access_logger = logging.getLogger("switchyard.access")
+
+
+class UsageSink(Protocol):
+    def submit(self, rec: UsageRecord) -> None: ...
+
+
+class MetricsSink(Protocol):
+    def observe(self, key: str, rec: UsageRecord, configured_model: bool) -> None: ...
+    def upstream_error(self, provider: str, reason: str) -> None: ...
+
+
+def _access_line(rec: UsageRecord) -> bytes:
+    return orjson.dumps(
+        {
+            "ts": round(rec.ts, 3),
+            "request_id": rec.id,
+            "key": rec.key,
+            "model": rec.model,
+            "provider": rec.provider,
+            "endpoint": rec.endpoint,
+            "status": rec.status,
+            "stream": rec.stream,
+            "prompt_tokens": rec.prompt_tokens,
+            "completion_tokens": rec.completion_tokens,
+            "latency_ms": round(rec.latency_ms, 2),
+            "ttft_ms": None if rec.ttft_ms is None else round(rec.ttft_ms, 2),
+        }
+    )
+
+
+class Accountant:
+    def __init__(self, usage: UsageSink, metrics: MetricsSink | None, access_log: bool) -> None:
+        self.usage = usage
+        self.metrics = metrics
+        self.access_log = access_log
+        self._out: Any = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
+
+    def finish(self, key_name: str | None, rec: UsageRecord, configured_model: bool) -> None:
+        """Called once per request. Requests without a valid key reach only the metrics."""
+        if key_name is not None:
+            self.usage.submit(rec)
+        if self.metrics is not None:
+            self.metrics.observe(key_name or "unauthenticated", rec, configured_model)
+        if self.access_log:
+            self._write_access(rec)
+
+    def upstream_error(self, provider: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_error(provider, reason)
+
+    def _write_access(self, rec: UsageRecord) -> None:
+        # A JSON line per request; prompts, completions and credentials are never in it.
+        line = _access_line(rec)
+        if access_logger.handlers or self._out is None:
+            access_logger.info(line.decode())
+        else:
+            try:
+                self._out.write(line + b"\n")
+                self._out.flush()
+            except (OSError, ValueError):
+                pass

@@ -1,0 +1,226 @@
+"""Builds the ASGI app from a Config.
+
+The three generation routes are dispatched by an exact-path dict straight into the raw-ASGI
+pipeline (the hot path: no framework objects per request); everything else (models, usage,
+health, metrics, files) goes to a Starlette router, where convenience matters more than
+microseconds. Lifespan starts the HTTP client and the usage writer and flushes on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.accounting import Accountant
+from gateway.config import Config, default_config, load_config
+from gateway.errors import GatewayError, not_found_route
+from gateway.http import Receive, Scope, Send, clean_request_id, dumps, send_error
+from gateway.proxy import Pipeline
+from gateway.state import State, build_state
+from gateway.upstream import UpstreamClient
+from gateway.usage.store import MemoryStore, usage_body
+from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+
+log = logging.getLogger("switchyard")
+
+HOT_ROUTES = {
+    "/v1/chat/completions": CHAT,
+    "/v1/completions": COMPLETIONS,
+    "/v4/beta/completions": COMPLETIONS,
+    "/v1/embeddings": EMBEDDINGS,
+}
+
+
+def _json(status: int, obj: Any, request_id: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    h = dict(headers or {})
+    if request_id:
+        h["x-request-id"] = request_id
+    return Response(dumps(obj), status_code=status, media_type="application/json", headers=h)
+
+
+def _err(e: GatewayError, request_id: str) -> Response:
+    return _json(e.status, e.body(), request_id, e.headers)
+
+
+class Gateway:
+    """The ASGI callable."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.config = cfg
+        self.upstream = UpstreamClient()
+        self.store = MemoryStore()
+        self.accountant = Accountant(self.store, None, cfg.server.access_log)
+        self.state: State = build_state(cfg, self.upstream, self.accountant)
+        self.pipeline = Pipeline(self)
+        self.started = time.time()
+        self.ready = False
+        self.router = Starlette(
+            routes=[
+                Route("/v1/models", self.list_models, methods=["GET"]),
+                Route("/v1/models/{model:path}", self.get_model, methods=["GET"]),
+                Route("/v1/usage", self.get_usage, methods=["GET"]),
+                Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
+                Route("/readyz", self.readyz, methods=["GET", "HEAD"]),
+            ],
+            exception_handlers={404: self._not_found, 405: self._not_allowed},
+        )
+
+    # -- ASGI ------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = HOT_ROUTES.get(scope["path"])
+            if endpoint is not None:
+                if scope["method"] == "POST":
+                    return await self.pipeline.handle(scope, receive, send, endpoint)
+                err = GatewayError(
+                    405,
+                    f"Method {scope['method']} not allowed; use POST.",
+                    code="method_not_allowed",
+                    headers={"allow": "POST"},
+                )
+                return await send_error(send, err, clean_request_id(None))
+            return await self.router(scope, receive, send)
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        return await self.router(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as e:  # report, don't crash uvicorn with a traceback
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        await self.upstream.start()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        await self.upstream.close()
+        await self.store.close()
+
+    # -- routes ----------------------------------------------------------------------------
+    def _principal(self, request: Request) -> Any:
+        h = request.headers
+        return self.state.keys.authenticate(
+            h.get("authorization", "").encode("latin-1") or None, h.get("x-api-key", "").encode("latin-1") or None
+        )
+
+    async def list_models(self, request: Request) -> Response:
+        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        try:
+            p = self._principal(request)
+        except GatewayError as e:
+            return _err(e, rid)
+        return _json(200, {"object": "list", "data": self._models_for(p)}, rid)
+
+    def _models_for(self, p: Any) -> list[dict[str, Any]]:
+        created = int(self.started)
+        data = []
+        for m in self.state.config.models:
+            if p.allows(m.name):
+                owner = m.name.split("/", 1)[0] if "/" in m.name else "switchyard"
+                data.append({"id": m.name, "object": "model", "created": created, "owned_by": owner})
+        for vendor in self.state.config.providers:
+            if p.may_reach_vendor(vendor):
+                data.append({"id": f"{vendor}/*", "object": "model", "created": created, "owned_by": vendor})
+        return data
+
+    async def get_model(self, request: Request) -> Response:
+        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        try:
+            p = self._principal(request)
+            name = request.path_params["model"]
+            route = self.state.router.resolve(name)
+            if not p.allows(name):
+                raise GatewayError(
+                    404,
+                    f"The model '{name}' does not exist or you do not have access to it.",
+                    param="model",
+                    code="model_not_found",
+                )
+        except GatewayError as e:
+            return _err(e, rid)
+        owner = route.deployments[0].provider if "/" in name else "switchyard"
+        return _json(200, {"id": name, "object": "model", "created": int(self.started), "owned_by": owner}, rid)
+
+    async def get_usage(self, request: Request) -> Response:
+        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        try:
+            p = self._principal(request)
+            key = request.query_params.get("key") or p.name
+            if key != p.name and not p.admin:
+                raise GatewayError(
+                    403,
+                    "Reading another key's usage needs an admin key.",
+                    code="permission_error",
+                    type="permission_error",
+                )
+            date = request.query_params.get("date") or time.strftime("%Y-%m-%d", time.gmtime())
+            try:
+                day = time.strftime("%Y%m%d", time.strptime(date, "%Y-%m-%d"))
+            except ValueError:
+                raise GatewayError(
+                    400, "Invalid 'date': expected YYYY-MM-DD.", param="date", code="invalid_value"
+                ) from None
+            totals, models = await self.store.usage(key, day)
+        except GatewayError as e:
+            return _err(e, rid)
+        return _json(200, usage_body(key, date, totals, models), rid)
+
+    async def healthz(self, request: Request) -> Response:
+        return _json(200, {"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        if not self.ready:
+            return _json(503, {"status": "not ready"})
+        return _json(200, {"status": "ready"})
+
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        return _err(not_found_route(request.method, request.url.path), rid)
+
+    async def _not_allowed(self, request: Request, exc: Exception) -> Response:
+        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        return _err(
+            GatewayError(
+                405, f"Method {request.method} not allowed for {request.url.path}.", code="method_not_allowed"
+            ),
+            rid,
+        )
+
+
+def load_or_default(path: str | None) -> tuple[Config, bool]:
+    """The config at ``path`` (or $SWITCHYARD_CONFIG), else the embedded default."""
+    path = path or os.environ.get("SWITCHYARD_CONFIG") or None
+    if path:
+        return load_config(path), False
+    return default_config(), True
+
+
+def create_app(cfg: Config | None = None) -> Gateway:
+    """App factory (uvicorn ``--factory``): reads $SWITCHYARD_CONFIG when no config is given."""
+    if cfg is None:
+        cfg, is_default = load_or_default(None)
+        if is_default:
+            log.warning(
+                "no config given: serving the built-in mock provider with the demo key "
+                "'sk-switchyard-demo' and an in-process usage store (not for production)"
+            )
+    return Gateway(cfg)

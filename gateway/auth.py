@@ -1,0 +1,78 @@
+"""Client keys: the request's key -> a Principal (name, allowed models, limits, admin).
+
+Keys are held only as sha256 digests. The lookup is by digest (which says nothing about
+any valid key) and the match is confirmed with a constant-time comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from fnmatch import fnmatchcase
+
+from gateway.config import Config, KeyConfig, Limits
+from gateway.errors import invalid_api_key
+
+_GLOB_CHARS = "*?["
+_CACHE_MAX = 4096
+
+
+class Principal:
+    __slots__ = ("_allowed", "admin", "digest", "files_provider", "globs", "limits", "name")
+
+    def __init__(self, k: KeyConfig) -> None:
+        self.name = k.name
+        self.admin = k.admin
+        self.globs = k.models
+        self.limits: Limits = k.limits
+        self.files_provider = k.files_provider
+        self.digest = k.digest()
+        self._allowed: dict[str, bool] = {}
+
+    def allows(self, model: str) -> bool:
+        hit = self._allowed.get(model)
+        if hit is None:
+            hit = any(fnmatchcase(model, g) for g in self.globs)
+            if len(self._allowed) >= _CACHE_MAX:
+                self._allowed.clear()
+            self._allowed[model] = hit
+        return hit
+
+    def may_reach_vendor(self, vendor: str) -> bool:
+        """True when some glob could match a ``vendor/...`` name (for ``GET /v1/models``)."""
+        head = vendor + "/"
+        for g in self.globs:
+            cut = min((g.index(c) for c in _GLOB_CHARS if c in g), default=len(g))
+            prefix = g[:cut]
+            if head.startswith(prefix) or prefix.startswith(head):
+                return True
+        return False
+
+
+class KeyTable:
+    def __init__(self, cfg: Config) -> None:
+        self._by_digest = {p.digest: p for p in (Principal(k) for k in cfg.keys)}
+        self.by_name = {p.name: p for p in self._by_digest.values()}
+
+    def lookup(self, key: str | None) -> Principal | None:
+        if not key:
+            return None
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        p = self._by_digest.get(digest)
+        if p is not None and hmac.compare_digest(p.digest, digest):
+            return p
+        return None
+
+    def authenticate(self, authorization: bytes | None, x_api_key: bytes | None) -> Principal:
+        """From raw header values; raises the 401 for a missing or wrong key."""
+        key: str | None = None
+        if authorization:
+            scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer":
+                key = token.strip()
+        if not key and x_api_key:
+            key = x_api_key.decode("latin-1").strip()
+        p = self.lookup(key)
+        if p is None:
+            raise invalid_api_key()
+        return p

@@ -1,0 +1,104 @@
+"""One exception type for every failure, rendered as OpenAI's error body.
+
+The OpenAI SDKs pick their exception class from the HTTP status and read
+``error.message/type/param/code``; keeping to that shape everywhere means a client
+never has to know it is talking to a gateway.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+# status -> default OpenAI error type
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    499: "client_closed_request",
+    500: "server_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
+
+
+class GatewayError(Exception):
+    """A failure with an HTTP status and OpenAI's four error fields."""
+
+    __slots__ = ("code", "headers", "message", "param", "reason", "status", "type")
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+        # Short machine label for metrics (``upstream_errors_total{reason}``).
+        self.reason = reason or code or self.type
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.body())
+
+    def sse_event(self) -> bytes:
+        """The mid-stream form: one ``data:`` event the OpenAI SDKs raise on."""
+        err = {"message": self.message, "type": self.type, "code": self.code}
+        if self.param is not None:
+            err["param"] = self.param
+        return b"data: " + orjson.dumps({"error": err}) + b"\n\n"
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
+    return GatewayError(400, message, param=param, code=code)
+
+
+def invalid_api_key() -> GatewayError:
+    return GatewayError(
+        401,
+        "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.",
+        code="invalid_api_key",
+    )
+
+
+def model_not_found(model: str) -> GatewayError:
+    return GatewayError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def model_not_allowed(model: str) -> GatewayError:
+    return GatewayError(
+        403,
+        f"This API key is not allowed to use the model '{model}'.",
+        param="model",
+        code="model_not_allowed",
+    )
+
+
+def not_found_route(method: str, path: str) -> GatewayError:
+    return GatewayError(404, f"Unknown request URL: {method} {path}.", code="unknown_url")

@@ -1,0 +1,80 @@
+"""Small raw-ASGI helpers shared by the hot path and the admin routes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from gateway.errors import GatewayError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON_CT = (b"content-type", b"application/json")
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+def clean_request_id(raw: bytes | None) -> str:
+    """The client's x-request-id when it is sane (printable, short), else a fresh one."""
+    if raw and len(raw) <= 128 and raw.isascii():
+        s = raw.decode("ascii")
+        if s.isprintable() and '"' not in s:
+            return s
+    return new_request_id()
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [JSON_CT, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_error(send: Send, err: GatewayError, request_id: str, close: bool = False) -> None:
+    extra = [(k.lower().encode(), str(v).encode()) for k, v in err.headers.items()]
+    if close:
+        extra.append((b"connection", b"close"))
+    await send_json(send, err.status, err.to_bytes(), request_id, extra)
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
+    """The whole request body, refusing (413) past ``limit`` without reading further."""
+    if declared is not None and declared > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = msg.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+        if not msg.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
+
+
+class ClientGone(Exception):
+    """The client disconnected before we answered."""

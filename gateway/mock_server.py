@@ -1,0 +1,111 @@
+"""``switchyard mock-upstream``: the simulator served over HTTP in a provider's dialect.
+
+Used by demos, the test suite and the benchmark. Every request it receives is kept (the
+last 1,000: method, path, query, headers, JSON body) and can be read back at
+``GET /_requests`` and cleared with ``DELETE /_requests``, so tests can assert what an
+upstream really got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from gateway.http import Receive, Scope, Send, send_json
+from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from providers.mock import Simulator
+
+Handler = Callable[["MockUpstream", Scope, dict[str, Any], Send], Awaitable[None]]
+
+
+async def _sse(send: Send, events: list[bytes], chunk_delay: float, done: bool = True) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    for e in events:
+        if chunk_delay:
+            await asyncio.sleep(chunk_delay)
+        await send({"type": "http.response.body", "body": e, "more_body": True})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n" if done else b"", "more_body": False})
+
+
+async def _openai(up: MockUpstream, scope: Scope, body: dict[str, Any], send: Send) -> None:
+    path = scope["path"]
+    endpoint = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS}.get(path)
+    if endpoint is None:
+        err = {
+            "error": {"message": f"Unknown path {path}", "type": "invalid_request_error", "param": None, "code": None}
+        }
+        return await send_json(send, 404, orjson.dumps(err), "mock")
+    if body.get("stream") is True and endpoint != EMBEDDINGS:
+        events = [b"data: " + e + b"\n\n" for e in up.sim.stream(endpoint, body)]
+        return await _sse(send, events, up.chunk_delay)
+    await send_json(send, 200, orjson.dumps(up.sim.respond(endpoint, body)), "mock")
+
+
+DIALECTS: dict[str, Handler] = {"openai": _openai}
+
+
+class MockUpstream:
+    def __init__(
+        self,
+        dialect: str = "openai",
+        latency_ms: float = 0.0,
+        chunks: int | None = None,
+        chunk_delay_ms: float = 0.0,
+        record: bool = True,
+    ) -> None:
+        self.handler = DIALECTS[dialect]
+        self.sim = Simulator(chunks)
+        self.latency = latency_ms / 1000.0
+        self.chunk_delay = chunk_delay_ms / 1000.0
+        self.record = record
+        self.requests: deque[dict[str, Any]] = deque(maxlen=1000)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                await send({"type": msg["type"] + ".complete"})
+                if msg["type"] == "lifespan.shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/_requests":
+            if scope["method"] == "DELETE":
+                self.requests.clear()
+            return await send_json(send, 200, orjson.dumps(list(self.requests)), "mock")
+        raw = b""
+        while True:
+            msg = await receive()
+            raw += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        if self.record:
+            self.requests.append(
+                {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "query": scope.get("query_string", b"").decode(),
+                    "headers": {k.decode(): v.decode("latin-1") for k, v in scope["headers"]},
+                    "body": body,
+                }
+            )
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        await self.handler(self, scope, body if isinstance(body, dict) else {}, send)
+
+
+def serve_mock(
+    dialect: str, host: str, port: int, latency_ms: float = 0.0, chunks: int | None = None, chunk_delay_ms: float = 0.0
+) -> None:
+    import uvicorn
+
+    app = MockUpstream(dialect, latency_ms, chunks, chunk_delay_ms)
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning")

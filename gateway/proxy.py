@@ -1,0 +1,310 @@
+"""The pipeline (DESIGN §2), one pass per request for every generation endpoint:
+
+ingress -> authenticate -> resolve model -> admit -> fit context -> translate -> send -> relay
+                                                                                     -> account
+
+It works on raw ASGI messages and plain dicts: the body is parsed once with orjson and
+only the fields the gateway interprets are checked. A stream is committed to the client
+only after the upstream's first event, so a failure before that is still a clean JSON
+error (and, with several deployments, a fallback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gateway.errors import GatewayError, model_not_allowed
+from gateway.http import ClientGone, Receive, Scope, Send, clean_request_id, read_body, send_error, send_json
+from gateway.sse import DONE, SSE_HEADERS, SSEParser, frame
+from gateway.usage.record import UsageRecord
+from gateway.validate import CHECKS
+from providers.base import CallContext
+
+if TYPE_CHECKING:
+    from gateway.routing import Deployment, Route
+    from gateway.state import State
+
+_BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+    "HTTP library correctly. The API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+
+
+class Outcome:
+    """What the relay learned, for the usage record."""
+
+    __slots__ = ("completion_tokens", "done", "estimated", "prompt_tokens", "provider", "status", "ttft")
+
+    def __init__(self) -> None:
+        self.done = False  # the last response message is being sent: a disconnect now is normal
+        self.status = 500
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.ttft: float | None = None
+        self.estimated = False
+        self.provider = ""
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise GatewayError(400, _BAD_JSON, code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _take_usage(out: Outcome, usage: Any) -> bool:
+    if isinstance(usage, dict):
+        p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(p, int):
+            out.prompt_tokens = p
+            out.completion_tokens = c if isinstance(c, int) else 0
+            return True
+    return False
+
+
+class Pipeline:
+    """One instance per app; reads the current State once per request (reload-safe)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app  # holds ``.state``, swapped atomically on reload
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+        t0 = time.perf_counter()
+        state: State = self.app.state
+        auth = xkey = rid = None
+        declared: int | None = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                auth = v
+            elif k == b"x-api-key":
+                xkey = v
+            elif k == b"x-request-id":
+                rid = v
+            elif k == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    declared = None
+        request_id = clean_request_id(rid)
+        path = scope["path"]
+        out = Outcome()
+        principal = None
+        model = ""
+        stream = False
+        try:
+            principal = state.keys.authenticate(auth, xkey)
+            body = _parse_body(await read_body(receive, state.max_body, declared))
+            CHECKS[endpoint](body)
+            model = body["model"]
+            stream = body.get("stream") is True
+            route = state.router.resolve(model)
+            if not principal.allows(model):
+                raise model_not_allowed(model)
+            await self._serve(state, scope, receive, send, endpoint, body, route, request_id, stream, out)
+        except GatewayError as e:
+            out.status = e.status
+            if e.status >= 500 or e.code in ("upstream_error", "upstream_bad_response"):
+                state.accountant.upstream_error(out.provider or "-", e.reason)
+            await send_error(send, e, request_id, close=e.status == 413)
+        except ClientGone:
+            out.status = 499
+        finally:
+            state.accountant.finish(
+                principal.name if principal else None,
+                UsageRecord(
+                    id=request_id,
+                    key=principal.name if principal else "",
+                    model=model,
+                    provider=out.provider,
+                    endpoint=path,
+                    status=out.status,
+                    stream=stream,
+                    prompt_tokens=out.prompt_tokens,
+                    completion_tokens=out.completion_tokens,
+                    latency_ms=(time.perf_counter() - t0) * 1000.0,
+                    ttft_ms=None if out.ttft is None else (out.ttft - t0) * 1000.0,
+                    estimated=out.estimated,
+                ),
+                state.router.routes.get(model) is not None,
+            )
+
+    async def _serve(
+        self,
+        state: State,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: str,
+        body: dict[str, Any],
+        route: Route,
+        request_id: str,
+        stream: bool,
+        out: Outcome,
+    ) -> None:
+        # Admission (limits) and context fitting slot in here, before any upstream call.
+        dep = route.deployments[0]
+        out.provider = dep.provider
+        opts = body.get("stream_options")
+        ctx = CallContext(
+            client_model=route.name,
+            include_usage=stream and isinstance(opts, dict) and opts.get("include_usage") is True,
+            request_id=request_id,
+        )
+        adapter = dep.adapter
+        if not adapter.capabilities.native_overflow:
+            body.pop("context_length_exceeded_behavior", None)
+        ureq = adapter.build_request(endpoint, body, dep.target, ctx)
+        ureq.headers["x-request-id"] = request_id
+
+        task = asyncio.current_task()
+        gone = asyncio.Event()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone, out))
+        try:
+            if stream:
+                await self._relay_stream(state, send, dep, ureq, endpoint, ctx, request_id, out)
+            else:
+                await self._relay_json(state, send, dep, ureq, endpoint, ctx, request_id, out)
+        except asyncio.CancelledError:
+            if not gone.is_set():
+                raise
+            if task is not None:
+                task.uncancel()
+            out.status = 499
+        finally:
+            watcher.cancel()
+
+    async def _relay_json(
+        self,
+        state: State,
+        send: Send,
+        dep: Deployment,
+        ureq: Any,
+        endpoint: str,
+        ctx: CallContext,
+        request_id: str,
+        out: Outcome,
+    ) -> None:
+        cfg = state.config.providers[dep.provider]
+        resp = await state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
+        try:
+            data = await resp.read()
+        finally:
+            resp.close()
+        if resp.status >= 400:
+            raise dep.adapter.parse_error(resp.status, data)
+        if resp.status >= 300:
+            raise dep.adapter.bad_response(f"HTTP {resp.status}")
+        result = dep.adapter.parse_response(endpoint, data, ctx)
+        if not _take_usage(out, result.get("usage")):
+            out.estimated = True
+        out.status = 200
+        out.done = True
+        await send_json(send, 200, orjson.dumps(result), request_id)
+
+    async def _relay_stream(
+        self,
+        state: State,
+        send: Send,
+        dep: Deployment,
+        ureq: Any,
+        endpoint: str,
+        ctx: CallContext,
+        request_id: str,
+        out: Outcome,
+    ) -> None:
+        cfg = state.config.providers[dep.provider]
+        adapter = dep.adapter
+        resp = await state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
+        committed = False
+        translator = None
+        try:
+            if resp.status >= 400:
+                raise adapter.parse_error(resp.status, await resp.read())
+            if resp.status >= 300:
+                raise adapter.bad_response(f"HTTP {resp.status}")
+            translator = adapter.stream_translator(endpoint, ctx)
+            parser = SSEParser()
+            chunks = resp.chunks()
+            pending: list[bytes] = []
+            # Peek: nothing goes to the client before the upstream's first event.
+            async for chunk in chunks:
+                for ev in parser.feed(chunk):
+                    pending.extend(translator.feed(ev))
+                if pending or translator.finished:
+                    break
+            else:
+                for ev in parser.close():
+                    pending.extend(translator.feed(ev))
+                if not pending and not translator.finished:
+                    raise adapter.bad_response("the stream ended before its first event")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*SSE_HEADERS, (b"x-request-id", request_id.encode())],
+                }
+            )
+            committed = True
+            out.status = 200
+            out.ttft = time.perf_counter()
+            if pending:
+                await send({"type": "http.response.body", "body": frame(pending), "more_body": True})
+            if not translator.finished:
+                async for chunk in chunks:
+                    payloads: list[bytes] = []
+                    for ev in parser.feed(chunk):
+                        payloads.extend(translator.feed(ev))
+                    if payloads:
+                        await send({"type": "http.response.body", "body": frame(payloads), "more_body": True})
+                    if translator.finished:
+                        break
+                else:
+                    tail: list[bytes] = []
+                    for ev in parser.close():
+                        tail.extend(translator.feed(ev))
+                    if tail:
+                        await send({"type": "http.response.body", "body": frame(tail), "more_body": True})
+            if not translator.finished:
+                raise GatewayError(
+                    502,
+                    f"{dep.provider}: the upstream stream ended before its end marker",
+                    code="upstream_stream_truncated",
+                    reason="stream_truncated",
+                )
+            out.done = True
+            await send({"type": "http.response.body", "body": DONE, "more_body": False})
+        except GatewayError as e:
+            if not committed:
+                raise
+            # Mid-stream failure: an SSE error event and the end, never a clean [DONE].
+            out.status = e.status if e.status >= 500 else 502
+            state.accountant.upstream_error(dep.provider, e.reason)
+            out.done = True
+            await send({"type": "http.response.body", "body": e.sse_event(), "more_body": False})
+        finally:
+            resp.close()
+            if translator is not None and not _take_usage(out, translator.usage):
+                out.estimated = True
+                out.completion_tokens = translator.content_chunks
+
+
+async def _watch_disconnect(
+    receive: Receive, task: asyncio.Task[Any] | None, gone: asyncio.Event, out: Outcome
+) -> None:
+    """Cancel the request's task the moment the client goes away, closing the upstream call."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            if out.done:
+                return
+            gone.set()
+            if task is not None:
+                task.cancel()
+            return

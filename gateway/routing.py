@@ -1,0 +1,105 @@
+"""``vendor/model`` or an alias -> an ordered list of deployments, each with its model facts.
+
+Configured names are precomputed at start-up; a passthrough ``vendor/x`` is built once
+and cached (bounded), so the request path does one dict lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config import Config, ModelConfig, ProviderConfig
+from gateway.errors import model_not_found
+from providers import make_adapter
+from providers.base import Adapter, Target
+
+_PASSTHROUGH_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    tokenizer: str | None = None
+    overflow: str = "error"  # resolved context_length_exceeded_behavior default
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: str  # the providers-map key (the metrics' ``vendor``)
+    adapter: Adapter
+    target: Target
+    facts: ModelFacts
+    weight: float = 1.0
+    rank: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str  # the client-facing model name
+    deployments: tuple[Deployment, ...]
+    configured: bool  # a ``models:`` entry (its name may be a metrics label as is)
+
+
+def _overflow(model: ModelConfig | None, provider: ProviderConfig) -> str:
+    if model is not None and model.context_length_exceeded_behavior:
+        return model.context_length_exceeded_behavior
+    if provider.context_length_exceeded_behavior:
+        return provider.context_length_exceeded_behavior
+    return "truncate" if provider.kind == "fireworks" else "error"
+
+
+class Router:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.adapters: dict[str, Adapter] = {name: make_adapter(name, p) for name, p in cfg.providers.items()}
+        self._by_name = {m.name: m for m in cfg.models}
+        self.routes: dict[str, Route] = {}
+        for m in cfg.models:
+            self.routes[m.name] = self._configured(m)
+        self._passthrough: dict[str, Route] = {}
+
+    def _deployment(
+        self, provider: str, upstream: str, facts_from: ModelConfig | None, weight: float, rank: int
+    ) -> Deployment:
+        pcfg = self.cfg.providers[provider]
+        f = facts_from
+        facts = ModelFacts(
+            context_window=f.context_window if f else None,
+            max_output_tokens=f.max_output_tokens if f else None,
+            tokenizer=f.tokenizer if f else None,
+            overflow=_overflow(f, pcfg),
+        )
+        target = Target(
+            upstream_model=upstream, default_max_tokens=(f.default_max_tokens or f.max_output_tokens) if f else None
+        )
+        return Deployment(provider, self.adapters[provider], target, facts, weight, rank)
+
+    def _configured(self, m: ModelConfig) -> Route:
+        if m.deployments is None:
+            vendor, rest = m.name.split("/", 1)
+            dep = self._deployment(vendor, m.upstream or rest, m, 1.0, 0)
+            return Route(m.name, (dep,), True)
+        deps = []
+        for i, d in enumerate(m.deployments):
+            # An alias's own facts win; else those of the deployment's own models: entry.
+            own = self._by_name.get(f"{d.provider}/{d.upstream}")
+            facts_from = m if (m.context_window or m.tokenizer or m.max_output_tokens) else own
+            deps.append(
+                self._deployment(d.provider, d.upstream, facts_from or m, d.weight, d.rank if d.rank is not None else i)
+            )
+        deps.sort(key=lambda x: x.rank)
+        return Route(m.name, tuple(deps), True)
+
+    def resolve(self, model: str) -> Route:
+        route = self.routes.get(model) or self._passthrough.get(model)
+        if route is not None:
+            return route
+        vendor, sep, rest = model.partition("/")
+        if not sep or not rest or vendor not in self.adapters:
+            raise model_not_found(model)
+        route = Route(model, (self._deployment(vendor, rest, None, 1.0, 0),), False)
+        if len(self._passthrough) >= _PASSTHROUGH_CACHE_MAX:
+            self._passthrough.clear()
+        self._passthrough[model] = route
+        return route

@@ -1,0 +1,5 @@
+"""Usage accounting: the record each request produces and the stores that keep them."""
+
+from gateway.usage.record import UsageRecord
+
+__all__ = ["UsageRecord"]

@@ -1,0 +1,76 @@
+"""The usage store interface and the in-process store (the default, one process only)."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from typing import Any, Protocol
+
+from gateway.usage.record import UsageRecord
+
+FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def record_increments(rec: UsageRecord) -> tuple[int, int, int, int, int]:
+    """The five counters one record adds, in ``FIELDS`` order."""
+    return (1, 1 if rec.status >= 400 else 0, rec.prompt_tokens, rec.completion_tokens, rec.total_tokens)
+
+
+def usage_body(key: str, date: str, totals: dict[str, int], models: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The ``GET /v1/usage`` answer (DESIGN §1)."""
+    return {
+        "object": "usage",
+        "key": key,
+        "date": date,
+        **{f: totals.get(f, 0) for f in FIELDS},
+        "models": {m: {f: v.get(f, 0) for f in FIELDS} for m, v in sorted(models.items())},
+    }
+
+
+def parse_hash(h: dict[str, str]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Split a usage hash (``field`` and ``model|field``) into totals and per-model counters."""
+    totals: dict[str, int] = {}
+    models: dict[str, dict[str, int]] = defaultdict(dict)
+    for k, v in h.items():
+        model, sep, field = k.rpartition("|")
+        if sep:
+            models[model][field] = int(v)
+        else:
+            totals[field] = int(v)
+    return totals, dict(models)
+
+
+class UsageStore(Protocol):
+    """Where records end up. ``write`` is only ever called off the request path."""
+
+    async def write(self, records: list[UsageRecord]) -> None: ...
+    async def usage(self, key: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]: ...
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Counters in a dict and a capped log; per process, lost on restart (documented)."""
+
+    def __init__(self, log_max_len: int = 10_000) -> None:
+        self.hashes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.log: deque[UsageRecord] = deque(maxlen=log_max_len)
+
+    def submit(self, rec: UsageRecord) -> None:
+        """The request path's hand-off: in memory it is the write itself."""
+        self.add(rec)
+
+    def add(self, rec: UsageRecord) -> None:
+        h = self.hashes[(rec.key, rec.day)]
+        for f, inc in zip(FIELDS, record_increments(rec), strict=True):
+            h[f] += inc
+            h[f"{rec.model}|{f}"] += inc
+        self.log.append(rec)
+
+    async def write(self, records: list[UsageRecord]) -> None:
+        for r in records:
+            self.add(r)
+
+    async def usage(self, key: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        return parse_hash({k: str(v) for k, v in self.hashes.get((key, day), {}).items()})
+
+    async def close(self) -> None:
+        return None

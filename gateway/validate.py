@@ -1,0 +1,276 @@
+"""Checks of the request fields the gateway interprets, with OpenAI's wording and ``param``.
+
+Only fields that are present are checked; everything else passes through untouched.
+Ranges come from the seed API references (see ``../shared/seeds``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import GatewayError
+from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a decimal",
+    str: "a string",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _got(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a decimal"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return "an unknown type"
+
+
+def _type_error(param: str, expected: str, v: Any) -> GatewayError:
+    return GatewayError(
+        400,
+        f"Invalid type for '{param}': expected {expected}, but got {_got(v)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def _range_error(param: str, v: Any, lo: float | None, hi: float | None) -> GatewayError:
+    kind = "integer" if isinstance(v, int) else "decimal"
+    if lo is not None and v < lo:
+        msg = f"Invalid '{param}': {kind} below minimum value. Expected a value >= {lo:g}, but got {v:g} instead."
+    else:
+        msg = f"Invalid '{param}': {kind} above maximum value. Expected a value <= {hi:g}, but got {v:g} instead."
+    return GatewayError(400, msg, param=param, code="invalid_value")
+
+
+def _number(body: dict[str, Any], param: str, lo: float | None, hi: float | None) -> None:
+    v = body.get(param)
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _type_error(param, "a decimal", v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise _range_error(param, v, lo, hi)
+
+
+def _integer(body: dict[str, Any], param: str, lo: int | None, hi: int | None) -> None:
+    v = body.get(param)
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            body[param] = v = int(v)  # JSON clients sometimes send 16.0
+        else:
+            raise _type_error(param, "an integer", v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise _range_error(param, v, lo, hi)
+
+
+def _boolean(body: dict[str, Any], param: str) -> None:
+    v = body.get(param)
+    if v is not None and not isinstance(v, bool):
+        raise _type_error(param, "a boolean", v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _common(body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if model is None:
+        raise GatewayError(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
+    if not isinstance(model, str):
+        raise _type_error("model", "a string", model)
+    if not model:
+        raise GatewayError(400, "Invalid 'model': empty string.", param="model", code="invalid_value")
+    _boolean(body, "stream")
+    opts = body.get("stream_options")
+    if opts is not None:
+        if not isinstance(opts, dict):
+            raise _type_error("stream_options", "an object", opts)
+        if body.get("stream") is not True:
+            raise GatewayError(
+                400,
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+                code="invalid_value",
+            )
+        iu = opts.get("include_usage")
+        if iu is not None and not isinstance(iu, bool):
+            raise _type_error("stream_options.include_usage", "a boolean", iu)
+    cleb = body.get("context_length_exceeded_behavior")
+    if cleb is not None and cleb not in ("truncate", "error"):
+        raise GatewayError(
+            400,
+            f"Invalid value for 'context_length_exceeded_behavior': expected 'truncate' or 'error', got {cleb!r}.",
+            param="context_length_exceeded_behavior",
+            code="invalid_value",
+        )
+
+
+def _generation(body: dict[str, Any]) -> None:
+    _integer(body, "max_tokens", 0, None)
+    _integer(body, "n", 1, 128)
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _number(body, "presence_penalty", -2, 2)
+    _number(body, "frequency_penalty", -2, 2)
+    _integer(body, "top_logprobs", 0, 20)
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str):
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise _type_error("stop", "a string or an array of strings", stop)
+        if len(stop) > 4:
+            raise GatewayError(
+                400,
+                f"Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with length {len(stop)} instead.",
+                param="stop",
+                code="array_above_max_length",
+            )
+
+
+def check_chat(body: dict[str, Any]) -> None:
+    _common(body)
+    msgs = body.get("messages")
+    if msgs is None:
+        raise GatewayError(
+            400, "Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter"
+        )
+    if not isinstance(msgs, list):
+        raise _type_error("messages", "an array", msgs)
+    if not msgs:
+        raise GatewayError(
+            400,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise _type_error(f"messages[{i}]", "an object", m)
+        role = m.get("role")
+        if role is None:
+            raise GatewayError(
+                400,
+                f"Missing required parameter: 'messages[{i}].role'.",
+                param=f"messages[{i}].role",
+                code="missing_required_parameter",
+            )
+        if not isinstance(role, str):
+            raise _type_error(f"messages[{i}].role", "a string", role)
+    _generation(body)
+    _integer(body, "max_completion_tokens", 0, None)
+    _boolean(body, "logprobs")
+    if body.get("top_logprobs") is not None and body.get("logprobs") is not True:
+        raise GatewayError(
+            400,
+            "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
+            param="top_logprobs",
+            code="invalid_value",
+        )
+
+
+def _prompt_ok(p: Any) -> bool:
+    if isinstance(p, str):
+        return True
+    if isinstance(p, list) and p:
+        if all(isinstance(x, str) for x in p):
+            return True
+        if all(_is_int(x) for x in p):
+            return True
+        return all(isinstance(x, list) and x and all(_is_int(t) for t in x) for x in p)
+    return False
+
+
+def check_completions(body: dict[str, Any]) -> None:
+    _common(body)
+    if "prompt" not in body or body["prompt"] is None:
+        raise GatewayError(
+            400, "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
+        )
+    if not _prompt_ok(body["prompt"]):
+        raise _type_error(
+            "prompt",
+            "a string, an array of strings, an array of integers or an array of integer arrays",
+            body["prompt"],
+        )
+    _generation(body)
+    _integer(body, "logprobs", 0, 5)
+    _integer(body, "best_of", 0, 20)
+    _boolean(body, "echo")
+    best_of, n = body.get("best_of"), body.get("n") or 1
+    if best_of is not None:
+        if best_of < n:
+            raise GatewayError(
+                400,
+                f"best_of must be greater than or equal to n (got best_of={best_of}, n={n}).",
+                param="best_of",
+                code="invalid_value",
+            )
+        if best_of > 1 and body.get("stream") is True:
+            raise GatewayError(
+                400,
+                "best_of results cannot be streamed; use best_of=1 with stream.",
+                param="best_of",
+                code="invalid_value",
+            )
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise _type_error("suffix", "a string", suffix)
+
+
+def check_embeddings(body: dict[str, Any]) -> None:
+    _common(body)
+    inp = body.get("input")
+    if inp is None:
+        raise GatewayError(
+            400, "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
+        )
+    if isinstance(inp, str):
+        if not inp:
+            raise GatewayError(400, "'input' cannot be an empty string.", param="input", code="invalid_value")
+    elif isinstance(inp, list):
+        if not inp:
+            raise GatewayError(400, "'input' cannot be an empty array.", param="input", code="invalid_value")
+        if len(inp) > 2048:
+            raise GatewayError(
+                400, "'input' must have at most 2048 items.", param="input", code="array_above_max_length"
+            )
+        ok = (
+            all(isinstance(x, str) and x for x in inp)
+            or all(_is_int(x) for x in inp)
+            or all(isinstance(x, list) and x and all(_is_int(t) for t in x) for x in inp)
+        )
+        if not ok:
+            raise _type_error(
+                "input", "a non-empty string, array of strings, array of integers or array of integer arrays", inp
+            )
+    else:
+        raise _type_error("input", "a string or an array", inp)
+    fmt = body.get("encoding_format")
+    if fmt is not None and fmt not in ("float", "base64"):
+        raise GatewayError(
+            400,
+            f"Invalid value for 'encoding_format': expected 'float' or 'base64', got {fmt!r}.",
+            param="encoding_format",
+            code="invalid_value",
+        )
+    _integer(body, "dimensions", 1, None)
+
+
+CHECKS = {CHAT: check_chat, COMPLETIONS: check_completions, EMBEDDINGS: check_embeddings}

@@ -1,0 +1,170 @@
+"""OpenAI dialect: OpenAI itself and every OpenAI-compatible server (vLLM, Ollama, Together...).
+
+Requests pass through with only ``model`` replaced and streams forced to report usage.
+Stream chunks are relayed as the upstream's own bytes; only the ``model`` field is rewritten
+(one regex substitution) and a usage-only chunk the client did not ask for is held back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from gateway.errors import GatewayError
+from providers.base import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    Adapter,
+    CallContext,
+    Capabilities,
+    SSEEvent,
+    StreamTranslator,
+    Target,
+    UpstreamRequest,
+    load_json,
+)
+
+PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
+
+# The first "model" member of a chunk; JSON strings cannot hold a bare quote, so this can't
+# match inside content.
+_MODEL_RE = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+_USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
+_ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
+_CONTENT_RE = re.compile(rb'"(?:content|text|arguments)"\s*:\s*"(?:[^"\\]|\\.)+"')
+
+# Upstream status -> OpenAI error type when the upstream body gives none.
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_exceeded",
+}
+
+
+class OpenAIStream(StreamTranslator):
+    __slots__ = ("content_chunks", "ctx", "finished", "model_bytes", "usage")
+
+    def __init__(self, ctx: CallContext) -> None:
+        self.ctx = ctx
+        self.model_bytes = b'"model":' + orjson.dumps(ctx.client_model)
+        self.usage = None
+        self.finished = False
+        self.content_chunks = 0
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        data = event.data
+        if data == b"[DONE]":
+            self.finished = True
+            return []
+        if not data or data[:1] not in b"{ \t\r\n":
+            return []  # keep-alive or a non-JSON line some servers send; nothing to relay
+        if _ERROR_HEAD_RE.match(data):
+            raise self._error(data)
+        if _USAGE_OBJ_RE.search(data):
+            return self._with_usage(data)
+        if _CONTENT_RE.search(data):
+            self.content_chunks += 1
+        return [_MODEL_RE.sub(self._model_sub, data, count=1)]
+
+    def _model_sub(self, _m: re.Match[bytes]) -> bytes:
+        return self.model_bytes
+
+    def _with_usage(self, data: bytes) -> list[bytes]:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise GatewayError(502, "upstream sent a malformed stream chunk", code="upstream_bad_response") from None
+        if isinstance(obj, dict) and isinstance(obj.get("usage"), dict):
+            self.usage = obj["usage"]
+            if obj.get("choices"):
+                self.content_chunks += 1
+            if not self.ctx.include_usage:
+                if not obj.get("choices"):
+                    return []  # the usage-only chunk we asked for on the client's behalf
+                del obj["usage"]
+            obj["model"] = self.ctx.client_model
+            return [orjson.dumps(obj)]
+        return [_MODEL_RE.sub(self._model_sub, data, count=1)]
+
+    @staticmethod
+    def _error(data: bytes) -> GatewayError:
+        try:
+            err = orjson.loads(data)["error"]
+            msg = str(err.get("message") or "upstream error")
+            return GatewayError(
+                502, msg, type=err.get("type") or "upstream_error", code=err.get("code") or "upstream_error"
+            )
+        except Exception:
+            return GatewayError(502, "upstream sent an error mid-stream", code="upstream_error")
+
+
+class OpenAIAdapter(Adapter):
+    kind = "openai"
+    capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}))
+
+    def __init__(self, name: str, cfg: Any) -> None:
+        super().__init__(name, cfg)
+        self.base_url = (cfg.base_url or "").rstrip("/")
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        headers.update({k.lower(): v for k, v in cfg.headers.items()})
+        if cfg.api_key is not None and cfg.api_key.get_secret_value():
+            headers["authorization"] = f"Bearer {cfg.api_key.get_secret_value()}"
+        self._headers = headers
+        self._urls = {ep: self.base_url + path for ep, path in PATHS.items()}
+
+    def url_for(self, endpoint: str, target: Target) -> str:
+        return self._urls[endpoint]
+
+    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
+        if endpoint not in self.capabilities.endpoints:
+            raise self.endpoint_unsupported(endpoint)
+        body["model"] = target.upstream_model
+        stream = body.get("stream") is True
+        if stream:
+            opts = body.get("stream_options")
+            body["stream_options"] = (
+                {**opts, "include_usage": True} if isinstance(opts, dict) else {"include_usage": True}
+            )
+        return UpstreamRequest("POST", self.url_for(endpoint, target), dict(self._headers), orjson.dumps(body), stream)
+
+    def parse_response(self, endpoint: str, payload: bytes, ctx: CallContext) -> dict[str, Any]:
+        obj = load_json(payload, self)
+        key = "data" if endpoint == EMBEDDINGS else "choices"
+        if not isinstance(obj, dict) or not isinstance(obj.get(key), list):
+            raise self.bad_response(f"no '{key}' list")
+        obj["model"] = ctx.client_model
+        return obj
+
+    def stream_translator(self, endpoint: str, ctx: CallContext) -> StreamTranslator:
+        return OpenAIStream(ctx)
+
+    def parse_error(self, status: int, payload: bytes) -> GatewayError:
+        err: Any = None
+        try:
+            err = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
+        if isinstance(err, dict) and isinstance(err.get("error"), dict):
+            e = err["error"]
+            return self.upstream_error(
+                status,
+                str(e.get("message") or f"HTTP {status}"),
+                e.get("type") or _STATUS_TYPES.get(status),
+                _str_or_none(e.get("code")),
+                _str_or_none(e.get("param")),
+            )
+        if isinstance(err, dict) and isinstance(err.get("error"), str):  # vLLM/Ollama variants
+            return self.upstream_error(status, err["error"], _STATUS_TYPES.get(status))
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return self.upstream_error(status, err["message"], _STATUS_TYPES.get(status))
+        text = payload[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
+        return self.upstream_error(status, text, _STATUS_TYPES.get(status))
+
+
+def _str_or_none(v: Any) -> str | None:
+    return None if v is None else str(v)
