@@ -73,7 +73,7 @@ def _hash_key(args: argparse.Namespace) -> int:
 def _mock_upstream(args: argparse.Namespace) -> int:
     from gateway.mock_server import serve_mock
 
-    serve_mock(args.dialect, args.host, args.port, args.latency_ms, args.chunks)
+    serve_mock(args.dialect, args.host, args.port, args.latency_ms, args.chunks, args.chunk_delay_ms)
     return 0
 
 
@@ -97,11 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     h.set_defaults(func=_hash_key)
 
     m = sub.add_parser("mock-upstream", help="run a simulated upstream")
-    m.add_argument("--dialect", default="openai", choices=["openai", "anthropic", "gemini"])
+    m.add_argument("--dialect", default="openai", choices=["openai", "anthropic", "gemini", "cohere"])
     m.add_argument("--host", default="127.0.0.1")
     m.add_argument("--port", type=int, default=9000)
     m.add_argument("--latency-ms", type=float, default=0.0)
-    m.add_argument("--chunks", type=int, default=None)
+    m.add_argument("--chunks", type=int, default=None, help="content chunks per streamed answer")
+    m.add_argument("--chunk-delay-ms", type=float, default=0.0, help="pause before each streamed chunk")
     m.set_defaults(func=_mock_upstream)
     return ap
 

@@ -45,7 +45,24 @@ async def _openai(up: MockUpstream, scope: Scope, body: dict[str, Any], send: Se
     await send_json(send, 200, orjson.dumps(up.sim.respond(endpoint, body)), "mock")
 
 
-DIALECTS: dict[str, Handler] = {"openai": _openai}
+# dialect -> handler; other dialects live in their own modules (``gateway.mock_<dialect>``,
+# each exporting ``handle``), written independently of the adapters they test.
+DIALECTS: dict[str, Handler | str] = {
+    "openai": _openai,
+    "anthropic": "gateway.mock_anthropic:handle",
+    "gemini": "gateway.mock_gemini:handle",
+    "cohere": "gateway.mock_cohere:handle",
+}
+
+
+def _dialect(name: str) -> Handler:
+    h = DIALECTS[name]
+    if isinstance(h, str):
+        import importlib
+
+        module, attr = h.split(":")
+        h = DIALECTS[name] = getattr(importlib.import_module(module), attr)
+    return h
 
 
 class MockUpstream:
@@ -57,7 +74,7 @@ class MockUpstream:
         chunk_delay_ms: float = 0.0,
         record: bool = True,
     ) -> None:
-        self.handler = DIALECTS[dialect]
+        self.handler = _dialect(dialect)
         self.sim = Simulator(chunks)
         self.latency = latency_ms / 1000.0
         self.chunk_delay = chunk_delay_ms / 1000.0
