@@ -1,0 +1,109 @@
+"""An OpenAI-compatible upstream that misbehaves on request: the behaviour is the model name.
+
+``ok``, ``status-<code>``, ``garbage`` (200, not JSON), ``html-<code>``, ``hang`` (no headers),
+``hang-stream`` (two chunks, then silence), ``cut-stream`` (two chunks, then close without
+[DONE]), ``slow-stream`` (a chunk every 50 ms, 200 chunks; notices a disconnect),
+``no-usage-stream`` (a proper stream without a usage chunk), ``error-event`` (an error
+event mid-stream), ``retry-after`` (429 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from gateway.http import Receive, Scope, Send, send_json
+from providers.mock import Simulator
+
+_sim = Simulator()
+
+
+def _chunk(i: int, text: str, finish: str | None = None) -> bytes:
+    obj = {"id": "chatcmpl-f", "object": "chat.completion.chunk", "created": 1, "model": "m",
+           "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish}]}
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+class FaultUpstream:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0
+        self.attempts: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                await send({"type": msg["type"] + ".complete"})
+                if msg["type"] == "lifespan.shutdown":
+                    return
+        raw = b""
+        while True:
+            msg = await receive()
+            raw += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        body = orjson.loads(raw) if raw else {}
+        self.requests.append({"path": scope["path"], "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "body": body})
+        model = body.get("model", "ok")
+        self.attempts[model] = self.attempts.get(model, 0) + 1
+        await self.behave(model, body, receive, send)
+
+    async def behave(self, model: str, body: dict[str, Any], receive: Receive, send: Send) -> None:
+        if model.startswith("status-"):
+            code = int(model.split("-")[1])
+            err = {"error": {"message": f"simulated {code}", "type": "server_error" if code >= 500 else "invalid_request_error",
+                             "param": None, "code": "sim_code"}}
+            return await send_json(send, code, orjson.dumps(err), "f")
+        if model.startswith("html-"):
+            code = int(model.split("-")[1])
+            await send({"type": "http.response.start", "status": code, "headers": [(b"content-type", b"text/html")]})
+            return await send({"type": "http.response.body", "body": b"<html><body>Bad Gateway</body></html>"})
+        if model == "garbage":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            return await send({"type": "http.response.body", "body": b"this is not json"})
+        if model == "retry-after":
+            err = {"error": {"message": "slow down", "type": "rate_limit_exceeded", "param": None, "code": None}}
+            return await send_json(send, 429, orjson.dumps(err), "f", [(b"retry-after", b"1")])
+        if model == "hang":
+            await asyncio.sleep(30)
+            return
+        sse = [(b"content-type", b"text/event-stream")]
+        if model in ("hang-stream", "cut-stream", "error-event"):
+            await send({"type": "http.response.start", "status": 200, "headers": sse})
+            await send({"type": "http.response.body", "body": _chunk(0, "one ") + _chunk(1, "two "), "more_body": True})
+            if model == "hang-stream":
+                await asyncio.sleep(30)
+            if model == "error-event":
+                ev = b'data: {"error": {"message": "model crashed", "type": "server_error", "code": "boom"}}\n\n'
+                await send({"type": "http.response.body", "body": ev, "more_body": True})
+            return await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if model == "slow-stream":
+            await send({"type": "http.response.start", "status": 200, "headers": sse})
+            for i in range(200):
+                await asyncio.sleep(0.05)
+                await send({"type": "http.response.body", "body": _chunk(i, f"w{i} "), "more_body": True})
+                if await _gone(receive):
+                    self.disconnects += 1
+                    return
+            return await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+        if model == "no-usage-stream":
+            await send({"type": "http.response.start", "status": 200, "headers": sse})
+            body_bytes = _chunk(0, "a ") + _chunk(1, "b ") + _chunk(2, "c", "stop") + b"data: [DONE]\n\n"
+            return await send({"type": "http.response.body", "body": body_bytes, "more_body": False})
+        if body.get("stream"):
+            events = b"".join(b"data: " + e + b"\n\n" for e in _sim.stream("chat", body)) + b"data: [DONE]\n\n"
+            await send({"type": "http.response.start", "status": 200, "headers": sse})
+            return await send({"type": "http.response.body", "body": events, "more_body": False})
+        return await send_json(send, 200, orjson.dumps(_sim.respond("chat", body)), "f")
+
+
+async def _gone(receive: Receive) -> bool:
+    """True when the peer has disconnected (checked without blocking for long)."""
+    try:
+        msg = await asyncio.wait_for(receive(), 0.001)
+    except asyncio.TimeoutError:
+        return False
+    return msg["type"] == "http.disconnect"
