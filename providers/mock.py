@@ -22,7 +22,7 @@ import orjson
 from providers.base import CHAT, COMPLETIONS, CallContext, Target, UpstreamRequest
 from providers.openai import OpenAIAdapter
 
-_WORD = re.compile(r"\S+\s*")
+_WORD = re.compile(r"\s*\S+")
 DEFAULT_REPLY = "Hello from the Switchyard mock model."
 FILLER = [
     "lorem",
@@ -64,14 +64,12 @@ def _prompt_texts(prompt: Any) -> list[str]:
 
 
 def _pieces(text: str, min_pieces: int | None) -> list[str]:
-    """Split into word pieces (keeping trailing spaces); pad with filler to ``min_pieces``."""
+    """Split into word pieces (each with its leading space); pad with filler to ``min_pieces``."""
     pieces = _WORD.findall(text)
     if min_pieces is not None:
         i = 0
         while len(pieces) < min_pieces:
-            if pieces and not pieces[-1].endswith(" "):
-                pieces[-1] += " "
-            pieces.append(FILLER[i % len(FILLER)] + " ")
+            pieces.append((" " if pieces else "") + FILLER[i % len(FILLER)])
             i += 1
         pieces = pieces[:min_pieces]
     return pieces

@@ -34,6 +34,7 @@ PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/e
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 _USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
+_USAGE_NULL_RE = re.compile(rb',\s*"usage"\s*:\s*null')
 _CONTENT_RE = re.compile(rb'"(?:content|text|arguments)"\s*:\s*"(?:[^"\\]|\\.)+"')
 
 # Upstream status -> OpenAI error type when the upstream body gives none.
@@ -69,6 +70,9 @@ class OpenAIStream(StreamTranslator):
             return self._with_usage(data)
         if _CONTENT_RE.search(data):
             self.content_chunks += 1
+        if not self.ctx.include_usage and b'"usage"' in data:
+            # We asked for usage on the client's behalf; OpenAI sends no usage field then.
+            data = _USAGE_NULL_RE.sub(b"", data, count=1)
         return [_MODEL_RE.sub(self._model_sub, data, count=1)]
 
     def _model_sub(self, _m: re.Match[bytes]) -> bytes:

@@ -21,8 +21,13 @@ _sim = Simulator()
 
 
 def _chunk(i: int, text: str, finish: str | None = None) -> bytes:
-    obj = {"id": "chatcmpl-f", "object": "chat.completion.chunk", "created": 1, "model": "m",
-           "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish}]}
+    obj = {
+        "id": "chatcmpl-f",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish}],
+    }
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
@@ -46,7 +51,9 @@ class FaultUpstream:
             if not msg.get("more_body"):
                 break
         body = orjson.loads(raw) if raw else {}
-        self.requests.append({"path": scope["path"], "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "body": body})
+        self.requests.append(
+            {"path": scope["path"], "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "body": body}
+        )
         model = body.get("model", "ok")
         self.attempts[model] = self.attempts.get(model, 0) + 1
         await self.behave(model, body, receive, send)
@@ -54,15 +61,23 @@ class FaultUpstream:
     async def behave(self, model: str, body: dict[str, Any], receive: Receive, send: Send) -> None:
         if model.startswith("status-"):
             code = int(model.split("-")[1])
-            err = {"error": {"message": f"simulated {code}", "type": "server_error" if code >= 500 else "invalid_request_error",
-                             "param": None, "code": "sim_code"}}
+            err = {
+                "error": {
+                    "message": f"simulated {code}",
+                    "type": "server_error" if code >= 500 else "invalid_request_error",
+                    "param": None,
+                    "code": "sim_code",
+                }
+            }
             return await send_json(send, code, orjson.dumps(err), "f")
         if model.startswith("html-"):
             code = int(model.split("-")[1])
             await send({"type": "http.response.start", "status": code, "headers": [(b"content-type", b"text/html")]})
             return await send({"type": "http.response.body", "body": b"<html><body>Bad Gateway</body></html>"})
         if model == "garbage":
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             return await send({"type": "http.response.body", "body": b"this is not json"})
         if model == "retry-after":
             err = {"error": {"message": "slow down", "type": "rate_limit_exceeded", "param": None, "code": None}}
@@ -104,6 +119,6 @@ async def _gone(receive: Receive) -> bool:
     """True when the peer has disconnected (checked without blocking for long)."""
     try:
         msg = await asyncio.wait_for(receive(), 0.001)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return msg["type"] == "http.disconnect"
