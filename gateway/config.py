@@ -82,6 +82,7 @@ class ProviderConfig(_Frozen):
     timeout: float = Field(default=600, gt=0)
     connect_timeout: float = Field(default=5, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+    retry_backoff: float = Field(default=0.25, gt=0, le=60)  # first backoff (s); doubles, with jitter
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     context_length_exceeded_behavior: OverflowBehavior | None = None
     files: bool = False
@@ -125,6 +126,8 @@ class ModelConfig(_Frozen):
     default_max_tokens: int | None = Field(default=None, ge=1)
     tokenizer: str | None = None
     context_length_exceeded_behavior: OverflowBehavior | None = None
+    # How deployments of equal rank share load: by weight, or to the one with fewest in flight.
+    strategy: Literal["weighted", "least_in_flight"] = "weighted"
 
     @model_validator(mode="after")
     def _shape(self) -> ModelConfig:

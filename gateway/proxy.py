@@ -149,28 +149,17 @@ class Pipeline:
         out: Outcome,
     ) -> None:
         # Admission (limits) and context fitting slot in here, before any upstream call.
-        dep = route.deployments[0]
-        out.provider = dep.provider
         opts = body.get("stream_options")
         ctx = CallContext(
             client_model=route.name,
             include_usage=stream and isinstance(opts, dict) and opts.get("include_usage") is True,
             request_id=request_id,
         )
-        adapter = dep.adapter
-        if not adapter.capabilities.native_overflow:
-            body.pop("context_length_exceeded_behavior", None)
-        ureq = adapter.build_request(endpoint, body, dep.target, ctx)
-        ureq.headers["x-request-id"] = request_id
-
         task = asyncio.current_task()
         gone = asyncio.Event()
         watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone, out))
         try:
-            if stream:
-                await self._relay_stream(state, send, dep, ureq, endpoint, ctx, request_id, out)
-            else:
-                await self._relay_json(state, send, dep, ureq, endpoint, ctx, request_id, out)
+            await self._attempts(state, send, endpoint, body, route, ctx, stream, out)
         except asyncio.CancelledError:
             if not gone.is_set():
                 raise
@@ -180,60 +169,123 @@ class Pipeline:
         finally:
             watcher.cancel()
 
-    async def _relay_json(
+    async def _attempts(
         self,
         state: State,
         send: Send,
-        dep: Deployment,
-        ureq: Any,
         endpoint: str,
+        body: dict[str, Any],
+        route: Route,
         ctx: CallContext,
-        request_id: str,
+        stream: bool,
         out: Outcome,
     ) -> None:
-        cfg = state.config.providers[dep.provider]
+        """Deployments in order, each retried on retryable failures, until one answers.
+
+        Retries and fallback happen only before the client got a byte: a stream is opened
+        (headers and first event) inside the loop and relayed after it.
+        """
+        balancer = state.balancer
+        deps = balancer.order(route, route.least_in_flight)
+        last: GatewayError | None = None
+        for dep in deps:
+            if not balancer.acquire(dep):
+                continue  # circuit open
+            try:
+                opened = await self._try_deployment(state, dep, endpoint, body, ctx, stream, out)
+                if isinstance(opened, GatewayError):
+                    last = opened
+                    continue
+                if stream:
+                    await self._pump(state, send, dep, opened, ctx, out)
+                else:
+                    out.status = 200
+                    out.done = True
+                    await send_json(send, 200, orjson.dumps(opened), ctx.request_id)
+                return
+            finally:
+                balancer.release(dep)
+        if last is not None:
+            raise last
+        raise GatewayError(
+            503,
+            f"No deployment of '{route.name}' is available right now (circuit open); retry later.",
+            code="upstream_unavailable",
+            headers={"retry-after": str(balancer.retry_after(deps))},
+            reason="circuit_open",
+        )
+
+    async def _try_deployment(
+        self,
+        state: State,
+        dep: Deployment,
+        endpoint: str,
+        body: dict[str, Any],
+        ctx: CallContext,
+        stream: bool,
+        out: Outcome,
+    ) -> Any:
+        """One deployment, with its retries: the result (dict or open stream), or the last retryable error."""
+        cfg = dep.adapter.cfg
+        adapter = dep.adapter
+        attempt = 0
+        while True:
+            b = dict(body)  # adapters may set keys; each attempt starts from the client's body
+            if not adapter.capabilities.native_overflow:
+                b.pop("context_length_exceeded_behavior", None)
+            ureq = adapter.build_request(endpoint, b, dep.target, ctx)
+            ureq.headers["x-request-id"] = ctx.request_id
+            out.provider = dep.provider
+            try:
+                if stream:
+                    result: Any = await self._open_stream(state, dep, ureq, endpoint, ctx)
+                else:
+                    result = await self._call_json(state, dep, ureq, endpoint, ctx, out)
+            except GatewayError as e:
+                if not _retryable(e):
+                    raise
+                state.balancer.failure(dep)
+                state.accountant.upstream_error(dep.provider, e.reason)
+                delay = _backoff(attempt, cfg.retry_backoff, e.headers.get("retry-after"), state.balancer.rng.random())
+                if attempt >= cfg.retries or delay is None:
+                    return e
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            state.balancer.success(dep)
+            return result
+
+    async def _call_json(
+        self, state: State, dep: Deployment, ureq: Any, endpoint: str, ctx: CallContext, out: Outcome
+    ) -> dict[str, Any]:
+        cfg = dep.adapter.cfg
         resp = await state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
         try:
             data = await resp.read()
         finally:
             resp.close()
-        if resp.status >= 400:
-            raise dep.adapter.parse_error(resp.status, data)
         if resp.status >= 300:
-            raise dep.adapter.bad_response(f"HTTP {resp.status}")
+            raise _http_error(dep, resp, data)
         result = dep.adapter.parse_response(endpoint, data, ctx)
         if not _take_usage(out, result.get("usage")):
             out.estimated = True
-        out.status = 200
-        out.done = True
-        await send_json(send, 200, orjson.dumps(result), request_id)
+        return result
 
-    async def _relay_stream(
-        self,
-        state: State,
-        send: Send,
-        dep: Deployment,
-        ureq: Any,
-        endpoint: str,
-        ctx: CallContext,
-        request_id: str,
-        out: Outcome,
-    ) -> None:
-        cfg = state.config.providers[dep.provider]
+    async def _open_stream(
+        self, state: State, dep: Deployment, ureq: Any, endpoint: str, ctx: CallContext
+    ) -> _OpenStream:
+        """Send, check the status, and read up to the first translated event (nothing sent to the client yet)."""
+        cfg = dep.adapter.cfg
         adapter = dep.adapter
         resp = await state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
-        committed = False
-        translator = None
+        ok = False
         try:
-            if resp.status >= 400:
-                raise adapter.parse_error(resp.status, await resp.read())
             if resp.status >= 300:
-                raise adapter.bad_response(f"HTTP {resp.status}")
+                raise _http_error(dep, resp, await resp.read())
             translator = adapter.stream_translator(endpoint, ctx)
             parser = SSEParser()
             chunks = resp.chunks()
             pending: list[bytes] = []
-            # Peek: nothing goes to the client before the upstream's first event.
             async for chunk in chunks:
                 for ev in parser.feed(chunk):
                     pending.extend(translator.feed(ev))
@@ -244,20 +296,31 @@ class Pipeline:
                     pending.extend(translator.feed(ev))
                 if not pending and not translator.finished:
                     raise adapter.bad_response("the stream ended before its first event")
+            ok = True
+            return _OpenStream(resp, translator, parser, chunks, pending)
+        finally:
+            if not ok:
+                resp.close()
+
+    async def _pump(
+        self, state: State, send: Send, dep: Deployment, st: _OpenStream, ctx: CallContext, out: Outcome
+    ) -> None:
+        """Commit the stream to the client and relay it event by event."""
+        translator, parser = st.translator, st.parser
+        try:
             await send(
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [*SSE_HEADERS, (b"x-request-id", request_id.encode())],
+                    "headers": [*SSE_HEADERS, (b"x-request-id", ctx.request_id.encode())],
                 }
             )
-            committed = True
             out.status = 200
             out.ttft = time.perf_counter()
-            if pending:
-                await send({"type": "http.response.body", "body": frame(pending), "more_body": True})
+            if st.pending:
+                await send({"type": "http.response.body", "body": frame(st.pending), "more_body": True})
             if not translator.finished:
-                async for chunk in chunks:
+                async for chunk in st.chunks:
                     payloads: list[bytes] = []
                     for ev in parser.feed(chunk):
                         payloads.extend(translator.feed(ev))
@@ -281,18 +344,58 @@ class Pipeline:
             out.done = True
             await send({"type": "http.response.body", "body": DONE, "more_body": False})
         except GatewayError as e:
-            if not committed:
-                raise
             # Mid-stream failure: an SSE error event and the end, never a clean [DONE].
             out.status = e.status if e.status >= 500 else 502
             state.accountant.upstream_error(dep.provider, e.reason)
             out.done = True
             await send({"type": "http.response.body", "body": e.sse_event(), "more_body": False})
         finally:
-            resp.close()
-            if translator is not None and not _take_usage(out, translator.usage):
+            st.resp.close()
+            if not _take_usage(out, translator.usage):
                 out.estimated = True
                 out.completion_tokens = translator.content_chunks
+
+
+class _OpenStream:
+    __slots__ = ("chunks", "parser", "pending", "resp", "translator")
+
+    def __init__(self, resp: Any, translator: Any, parser: SSEParser, chunks: Any, pending: list[bytes]) -> None:
+        self.resp = resp
+        self.translator = translator
+        self.parser = parser
+        self.chunks = chunks
+        self.pending = pending
+
+
+_RETRYABLE = frozenset({408, 409, 429})
+_MAX_RETRY_AFTER = 30.0  # longer upstream Retry-After: move on to the next deployment instead
+
+
+def _retryable(e: GatewayError) -> bool:
+    return e.status in _RETRYABLE or e.status >= 500
+
+
+def _backoff(attempt: int, base: float, retry_after: str | None, u: float) -> float | None:
+    """Exponential backoff with jitter, or the upstream's Retry-After; None when that is too long."""
+    if retry_after:
+        try:
+            ra = float(retry_after)
+        except ValueError:
+            ra = None
+        if ra is not None:
+            return None if ra > _MAX_RETRY_AFTER else max(ra, 0.0)
+    step = min(base * (2**attempt), 8.0)
+    return step / 2 + u * step / 2
+
+
+def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
+    if resp.status < 400:
+        return dep.adapter.bad_response(f"HTTP {resp.status}")
+    err = dep.adapter.parse_error(resp.status, data)
+    ra = resp.headers.get("retry-after") if resp.headers is not None else None
+    if ra and (resp.status in (429, 503)):
+        err.headers = {**err.headers, "retry-after": ra}
+    return err
 
 
 async def _watch_disconnect(

@@ -39,6 +39,7 @@ class Route:
     name: str  # the client-facing model name
     deployments: tuple[Deployment, ...]
     configured: bool  # a ``models:`` entry (its name may be a metrics label as is)
+    least_in_flight: bool = False
 
 
 def _overflow(model: ModelConfig | None, provider: ProviderConfig) -> str:
@@ -89,7 +90,7 @@ class Router:
                 self._deployment(d.provider, d.upstream, facts_from or m, d.weight, d.rank if d.rank is not None else i)
             )
         deps.sort(key=lambda x: x.rank)
-        return Route(m.name, tuple(deps), True)
+        return Route(m.name, tuple(deps), True, m.strategy == "least_in_flight")
 
     def resolve(self, model: str) -> Route:
         route = self.routes.get(model) or self._passthrough.get(model)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from gateway.accounting import Accountant
 from gateway.auth import KeyTable
+from gateway.balancer import Balancer
 from gateway.config import Config
 from gateway.routing import Router
 from gateway.upstream import UpstreamClient
@@ -18,8 +19,13 @@ class State:
     router: Router
     upstream: UpstreamClient
     accountant: Accountant
+    balancer: Balancer
     max_body: int
 
 
-def build_state(cfg: Config, upstream: UpstreamClient, accountant: Accountant) -> State:
-    return State(cfg, KeyTable(cfg), Router(cfg), upstream, accountant, cfg.server.max_body_bytes)
+def build_state(
+    cfg: Config, upstream: UpstreamClient, accountant: Accountant, balancer: Balancer | None = None
+) -> State:
+    return State(
+        cfg, KeyTable(cfg), Router(cfg), upstream, accountant, balancer or Balancer(), cfg.server.max_body_bytes
+    )

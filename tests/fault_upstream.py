@@ -59,6 +59,9 @@ class FaultUpstream:
         await self.behave(model, body, receive, send)
 
     async def behave(self, model: str, body: dict[str, Any], receive: Receive, send: Send) -> None:
+        # "flaky-<n>-<tag>": 503 for the first n attempts of this name, then normal answers.
+        if model.startswith("flaky-") and self.attempts[model] <= int(model.split("-")[1]):
+            model = "status-503"
         if model.startswith("status-"):
             code = int(model.split("-")[1])
             err = {
