@@ -74,6 +74,7 @@ class Pipeline:
 
     def __init__(self, app: Any) -> None:
         self.app = app  # holds ``.state``, swapped atomically on reload
+        self.in_flight = 0  # this worker's requests in the pipeline (bounded by max_concurrent_requests)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
         t0 = time.perf_counter()
@@ -98,7 +99,17 @@ class Pipeline:
         principal = None
         model = ""
         stream = False
+        self.in_flight += 1
         try:
+            if self.in_flight > state.config.server.max_concurrent_requests:
+                # Shed load rather than queue without bound; clients retry after a second.
+                raise GatewayError(
+                    503,
+                    "The gateway is at capacity; retry shortly.",
+                    code="overloaded",
+                    headers={"retry-after": "1"},
+                    reason="overloaded",
+                )
             principal = state.keys.authenticate(auth, xkey)
             body = _parse_body(await read_body(receive, state.max_body, declared))
             CHECKS[endpoint](body)
@@ -110,12 +121,11 @@ class Pipeline:
             await self._serve(state, scope, receive, send, endpoint, body, route, request_id, stream, out)
         except GatewayError as e:
             out.status = e.status
-            if e.status >= 500 or e.code in ("upstream_error", "upstream_bad_response"):
-                state.accountant.upstream_error(out.provider or "-", e.reason)
             await send_error(send, e, request_id, close=e.status == 413)
         except ClientGone:
             out.status = 499
         finally:
+            self.in_flight -= 1
             state.accountant.finish(
                 principal.name if principal else None,
                 UsageRecord(
@@ -242,10 +252,10 @@ class Pipeline:
                 else:
                     result = await self._call_json(state, dep, ureq, endpoint, ctx, out)
             except GatewayError as e:
+                state.accountant.upstream_error(dep.provider, e.reason)  # once per failed attempt
                 if not _retryable(e):
                     raise
                 state.balancer.failure(dep)
-                state.accountant.upstream_error(dep.provider, e.reason)
                 delay = _backoff(attempt, cfg.retry_backoff, e.headers.get("retry-after"), state.balancer.rng.random())
                 if attempt >= cfg.retries or delay is None:
                     return e

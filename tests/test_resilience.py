@@ -213,3 +213,17 @@ def test_backoff():
     assert _backoff(3, 0.25, None, 1.0) == 2.0 and _backoff(10, 0.25, None, 1.0) == 8.0
     assert _backoff(0, 0.25, "2", 0.5) == 2.0 and _backoff(0, 0.25, "120", 0.5) is None
     assert _backoff(1, 0.25, "soon", 0.0) == 0.25
+
+
+def test_load_shedding_beyond_max_concurrent(fault, gateway_factory):
+    import concurrent.futures
+
+    srv, _app = fault
+    cfg = gw_config(srv.url, retries=0)
+    cfg["server"]["max_concurrent_requests"] = 2
+    gw = gateway_factory(cfg)
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        codes = sorted(r.status_code for r in ex.map(lambda _: chat(gw, "faulty/hang"), range(6)))
+    assert codes.count(504) == 2 and codes.count(503) == 4
+    r = chat(gw, "mock/echo")
+    assert r.status_code == 200
