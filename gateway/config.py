@@ -149,6 +149,9 @@ class ServerConfig(_Frozen):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     max_concurrent_requests: int = Field(default=10000, ge=1)
     shutdown_grace: float = Field(default=30, ge=0)
+    # After SIGTERM: seconds of answering /readyz with 503 (while still serving) before
+    # the listener closes, so load balancers notice; the drain then takes up to shutdown_grace.
+    drain_delay: float = Field(default=1.0, ge=0, le=60)
     limits_when_redis_down: Literal["allow", "deny"] = "allow"
     access_log: bool = True
 
