@@ -403,7 +403,7 @@ def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
         return dep.adapter.bad_response(f"HTTP {resp.status}")
     err = dep.adapter.parse_error(resp.status, data)
     ra = resp.headers.get("retry-after") if resp.headers is not None else None
-    if ra and (resp.status in (429, 503)):
+    if ra and (resp.status in (429, 503, 529) or err.status in (429, 503)):
         err.headers = {**err.headers, "retry-after": ra}
     return err
 
