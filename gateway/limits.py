@@ -1,0 +1,630 @@
+"""Per-key rate limits and budgets: ``limits: {rpm, tpm, tokens_per_day}`` (DESIGN §1 "Limits").
+
+Semantics (the same with Redis and in memory):
+
+- ``rpm``: at most ``rpm`` admitted requests in any rolling window (60 s). Kept as an exact sliding
+  log: one timestamp per admitted request in a sorted set. A fixed window would let 2x ``rpm``
+  through across a boundary, and GCRA answers "when may the next one go" rather than "how many are
+  left", which is what ``x-ratelimit-remaining-requests`` has to say; the log is exact, and bounded
+  by ``rpm`` entries because refused requests are not recorded.
+- ``tpm``: the window's tokens are kept in 60 buckets (1 s each for the default window). A log
+  per token charge would cost memory per request for little gain; buckets cost a fixed 61 numbers.
+  A charge counts for at least the window and at most one bucket longer (never less, so no
+  rolling 60 s ever holds more than ``tpm``).
+- ``tokens_per_day``: a counter for the current UTC day.
+- Admission charges the caller's prompt estimate to TPM and to the day at once (so concurrent
+  requests cannot all slip under the same remaining budget); ``settle`` later adds the difference
+  to the real total. A positive difference (the completion) goes to the bucket and day of *now*,
+  when those tokens were produced; a negative one is refunded from the admission's bucket/day if
+  that is still counted, else dropped.
+- A request needs at least one token of room: at exactly ``tpm`` used, a zero-token estimate is
+  refused too, or a full key could go on sending requests whose cost is only known afterwards.
+- Refused: 429 ``rate_limit_exceeded`` with OpenAI's wording and ``type`` (``requests`` or
+  ``tokens``), an integer ``Retry-After`` (>= 1) and the ``x-ratelimit-*`` headers. When several
+  limits are exceeded the one with the longest wait is reported, so Retry-After is enough for all;
+  a prompt bigger than ``tpm`` or ``tokens_per_day`` can never pass and is reported as such.
+- ``x-ratelimit-reset-*`` (OpenAI's duration format) is the time until the oldest counted
+  request/token leaves the window, i.e. when ``remaining`` next grows. With a sliding log the
+  literal "back to the initial state" is always about one window after the latest request and
+  says nothing; the next-freed slot is what a client waiting on ``remaining: 0`` needs.
+
+With Redis each admission is ONE Lua script (atomic, server ``TIME``, never worker clocks) over
+three keys of the same hash slot (``{prefix}rl:{<key name>}:rpm|tpm|tpd``, so Redis Cluster works),
+each with a TTL. Redis down or slow (``REDIS_TIMEOUT``): the request is allowed (``allow``, no
+headers) or refused with 503 ``limits_unavailable`` (``deny``: the gateway cannot tell whether the
+key is over its limit, so 429 would be a lie), the failure is counted (``redis_failures``,
+``on_failure``) and Redis is skipped for ``cooldown`` seconds so a silent Redis does not add its
+timeout to every request. Settlements go through a bounded queue to one background task that
+pipelines them; when the queue is full they are dropped and counted (``settle_dropped``).
+
+Without Redis the state lives in this process: with ``--workers N`` or several replicas each
+process enforces the limits on its own (N times the configured rate in total).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.config import Limits
+from gateway.errors import GatewayError
+
+log = logging.getLogger("switchyard.limits")
+
+WINDOW = 60.0  # seconds: the rolling window of rpm and tpm
+BUCKETS = 60  # token buckets per window
+REDIS_TIMEOUT = 0.25  # seconds: longest wait for Redis on the request path
+REDIS_COOLDOWN = 1.0  # seconds Redis is skipped after a failure
+SETTLE_QUEUE = 10_000  # settlements waiting for Redis before new ones are dropped
+SETTLE_BATCH = 256  # settlements per pipelined round trip
+DAY_MS = 86_400_000
+
+RPM, TPM, TPD = "rpm", "tpm", "tpd"
+
+_ADMIT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rpm, tpm, tpd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local prompt, window = tonumber(ARGV[4]), tonumber(ARGV[5])
+local width, nb = tonumber(ARGV[6]), tonumber(ARGV[7])
+local need = math.max(prompt, 1)
+local cur = math.floor(now / width)
+local day = math.floor(now / 86400000)
+local failed, retry, large = '', 0, 0
+local function fail(kind, wait, too_large)
+  if too_large > large or (too_large == large and wait > retry) then failed, retry, large = kind, wait, too_large end
+end
+
+local r_used = 0
+if rpm > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  r_used = redis.call('ZCARD', KEYS[1])
+  if r_used >= rpm then
+    local e = redis.call('ZRANGE', KEYS[1], r_used - rpm, r_used - rpm, 'WITHSCORES')
+    fail('rpm', tonumber(e[2]) + window - now, 0)
+  end
+end
+
+local t_used, buckets = 0, {}
+if tpm > 0 then
+  local h = redis.call('HGETALL', KEYS[2])
+  for i = 1, #h, 2 do
+    local b, v = tonumber(h[i]), tonumber(h[i + 1])
+    if b < cur - nb then
+      redis.call('HDEL', KEYS[2], h[i])
+    else
+      t_used = t_used + v
+      buckets[#buckets + 1] = {b, v}
+    end
+  end
+  table.sort(buckets, function(x, y) return x[1] < y[1] end)
+  if need > tpm then
+    fail('tpm', window, 1)
+  elseif t_used + need > tpm then
+    local left = t_used
+    for _, bv in ipairs(buckets) do
+      left = left - bv[2]
+      if left + need <= tpm then
+        fail('tpm', (bv[1] + nb + 1) * width - now, 0)
+        break
+      end
+    end
+  end
+end
+
+local d_used = 0
+if tpd > 0 then
+  local d = redis.call('HMGET', KEYS[3], 'day', 'used')
+  if tonumber(d[1]) == day then d_used = tonumber(d[2]) or 0 end
+  if need > tpd then
+    fail('tpd', (day + 1) * 86400000 - now, 1)
+  elseif d_used + need > tpd then
+    fail('tpd', (day + 1) * 86400000 - now, 0)
+  end
+end
+
+local allowed = 0
+if failed == '' then
+  allowed = 1
+  if rpm > 0 then
+    redis.call('ZADD', KEYS[1], now, ARGV[8])
+    redis.call('PEXPIRE', KEYS[1], window + 1000)
+    r_used = r_used + 1
+  end
+  if tpm > 0 and prompt > 0 then
+    redis.call('HINCRBY', KEYS[2], cur, prompt)
+    buckets[#buckets + 1] = {cur, prompt}
+    t_used = t_used + prompt
+  end
+  if tpm > 0 then redis.call('PEXPIRE', KEYS[2], (nb + 2) * width + 1000) end
+  if tpd > 0 then
+    if d_used == 0 then redis.call('HSET', KEYS[3], 'day', day, 'used', prompt)
+    else redis.call('HINCRBY', KEYS[3], 'used', prompt) end
+    redis.call('EXPIRE', KEYS[3], 172800)
+    d_used = d_used + prompt
+  end
+end
+
+local r_reset, t_reset = 0, 0
+if rpm > 0 then
+  local o = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if o[2] then r_reset = tonumber(o[2]) + window - now end
+end
+for _, bv in ipairs(buckets) do
+  if bv[2] > 0 then
+    t_reset = (bv[1] + nb + 1) * width - now
+    break
+  end
+end
+return {allowed, failed, retry, large, r_used, r_reset, t_used, t_reset, d_used, day, cur}
+"""
+
+_SETTLE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local delta, bucket, day = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local width, nb = tonumber(ARGV[4]), tonumber(ARGV[5])
+local cur, today = math.floor(now / width), math.floor(now / 86400000)
+if ARGV[6] == '1' then
+  if delta > 0 then
+    redis.call('HINCRBY', KEYS[1], cur, delta)
+    redis.call('PEXPIRE', KEYS[1], (nb + 2) * width + 1000)
+  elseif bucket >= cur - nb then
+    local v = tonumber(redis.call('HGET', KEYS[1], bucket) or '0')
+    if v > 0 then redis.call('HSET', KEYS[1], bucket, math.max(v + delta, 0)) end
+  end
+end
+if ARGV[7] == '1' then
+  local d = tonumber(redis.call('HGET', KEYS[2], 'day') or '-1')
+  if delta > 0 then
+    if d == today then redis.call('HINCRBY', KEYS[2], 'used', delta)
+    else redis.call('HSET', KEYS[2], 'day', today, 'used', delta) end
+    redis.call('EXPIRE', KEYS[2], 172800)
+  elseif d == day then
+    local u = redis.call('HINCRBY', KEYS[2], 'used', delta)
+    if u < 0 then redis.call('HSET', KEYS[2], 'used', 0) end
+  end
+end
+return 1
+"""
+
+
+@dataclass(slots=True)
+class Admission:
+    """An admitted request: the headers for its response and what ``settle`` reconciles.
+
+    ``headers`` is shared by the no-limits admission; callers must not mutate it.
+    """
+
+    headers: list[tuple[bytes, bytes]]
+    key_name: str = ""
+    charged: int = 0  # prompt tokens charged at admission
+    bucket: int = 0  # TPM bucket the charge went to
+    day: int = 0  # UTC day (days since the epoch) the daily charge went to
+    tpm: bool = False
+    tpd: bool = False
+    settled: bool = field(default=False, compare=False)
+
+
+EMPTY = Admission([])
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome of one admission check, from Lua or from memory."""
+
+    allowed: bool
+    failed: str  # "", RPM, TPM or TPD
+    retry_ms: int
+    too_large: bool
+    requests: int  # requests in the window (this one included when allowed)
+    requests_reset_ms: int
+    tokens: int  # tokens in the window (this one's estimate included when allowed)
+    tokens_reset_ms: int
+    day_tokens: int
+    day: int
+    bucket: int
+
+
+def format_duration(ms: float) -> str:
+    """OpenAI's ``x-ratelimit-reset-*`` format: ``120ms``, ``1s``, ``6m0s``, ``1h2m3.5s``.
+
+    https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers (samples ``1s``, ``6m0s``);
+    sub-second values are shown as ``12ms`` and longer ones as ``14h29m11.04s`` in OpenAI's answers.
+    """
+    ms = max(0, math.ceil(ms))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, frac = divmod(rest, 1000)
+    sec = f"{s}.{frac:03d}".rstrip("0") if frac else str(s)
+    return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{sec}s"
+
+
+def retry_after(ms: float) -> int:
+    """Whole seconds (>= 1), rounded up so a client that waits exactly this long gets in."""
+    return max(1, math.ceil(ms / 1000))
+
+
+_NAMES = {
+    RPM: "requests per min (RPM)",
+    TPM: "tokens per min (TPM)",
+    TPD: "tokens per day (TPD)",
+}
+
+
+def _refusal(key_name: str, limits: Limits, prompt: int, v: Verdict) -> str:
+    """OpenAI's 429 wording, with the key's name where OpenAI names the organization."""
+    limit = {RPM: limits.rpm, TPM: limits.tpm, TPD: limits.tokens_per_day}[v.failed]
+    if v.too_large:
+        return (
+            f"Request too large for key '{key_name}' on {_NAMES[v.failed]}: Limit {limit}, Requested {prompt}. "
+            "The input or output tokens must be reduced in order to run successfully."
+        )
+    used, requested = {RPM: (v.requests, 1), TPM: (v.tokens, prompt), TPD: (v.day_tokens, prompt)}[v.failed]
+    return (
+        f"Rate limit reached for key '{key_name}' on {_NAMES[v.failed]}: Limit {limit}, Used {used}, "
+        f"Requested {requested}. Please try again in {format_duration(v.retry_ms)}."
+    )
+
+
+def _headers(limits: Limits, v: Verdict) -> list[tuple[bytes, bytes]]:
+    h: list[tuple[bytes, bytes]] = []
+    if limits.rpm is not None:
+        h.append((b"x-ratelimit-limit-requests", str(limits.rpm).encode()))
+        h.append((b"x-ratelimit-remaining-requests", str(max(0, limits.rpm - v.requests)).encode()))
+        h.append((b"x-ratelimit-reset-requests", format_duration(v.requests_reset_ms).encode()))
+    if limits.tpm is not None:
+        h.append((b"x-ratelimit-limit-tokens", str(limits.tpm).encode()))
+        h.append((b"x-ratelimit-remaining-tokens", str(max(0, limits.tpm - v.tokens)).encode()))
+        h.append((b"x-ratelimit-reset-tokens", format_duration(v.tokens_reset_ms).encode()))
+    return h
+
+
+def has_limits(limits: Limits) -> bool:
+    return limits.rpm is not None or limits.tpm is not None or limits.tokens_per_day is not None
+
+
+class _KeyState:
+    """One key's counters in memory (the Lua script's three keys)."""
+
+    __slots__ = ("buckets", "day", "day_used", "requests")
+
+    def __init__(self) -> None:
+        self.requests: deque[int] = deque()  # admission times (ms), oldest first
+        self.buckets: dict[int, int] = {}  # bucket index -> tokens
+        self.day = -1
+        self.day_used = 0
+
+
+class MemoryLimits:
+    """The Lua scripts' semantics over per-process state (see the module docstring)."""
+
+    def __init__(self, window_ms: int, width: int, nb: int) -> None:
+        self.window, self.width, self.nb = window_ms, width, nb
+        # Bounded by the configured key names: only keys with limits get here.
+        self.keys: dict[str, _KeyState] = {}
+
+    def check(self, key_name: str, limits: Limits, prompt: int) -> Verdict:
+        now = int(time.time() * 1000)
+        st = self.keys.get(key_name)
+        if st is None:
+            st = self.keys[key_name] = _KeyState()
+        need = max(prompt, 1)
+        cur, day = now // self.width, now // DAY_MS
+        fails: list[tuple[int, int, str]] = []  # (too_large, wait, kind): the largest is reported
+
+        reqs = st.requests
+        while reqs and reqs[0] <= now - self.window:
+            reqs.popleft()
+        if limits.rpm is not None and len(reqs) >= limits.rpm:
+            fails.append((0, reqs[len(reqs) - limits.rpm] + self.window - now, RPM))
+
+        for b in [b for b in st.buckets if b < cur - self.nb]:
+            del st.buckets[b]
+        used = sum(st.buckets.values())
+        if limits.tpm is not None:
+            if need > limits.tpm:
+                fails.append((1, self.window, TPM))
+            elif used + need > limits.tpm:
+                left = used
+                for b in sorted(st.buckets):
+                    left -= st.buckets[b]
+                    if left + need <= limits.tpm:
+                        fails.append((0, (b + self.nb + 1) * self.width - now, TPM))
+                        break
+
+        if st.day != day:
+            st.day, st.day_used = day, 0
+        if limits.tokens_per_day is not None and st.day_used + need > limits.tokens_per_day:
+            fails.append((int(need > limits.tokens_per_day), (day + 1) * DAY_MS - now, TPD))
+
+        if not fails:
+            if limits.rpm is not None:
+                reqs.append(now)
+            if limits.tpm is not None and prompt > 0:
+                st.buckets[cur] = st.buckets.get(cur, 0) + prompt
+                used += prompt
+            if limits.tokens_per_day is not None:
+                st.day_used += prompt
+        large, wait, kind = max(fails) if fails else (0, 0, "")
+        oldest = min((b for b, v in st.buckets.items() if v > 0), default=None)
+        return Verdict(
+            allowed=not fails,
+            failed=kind,
+            retry_ms=wait,
+            too_large=bool(large),
+            requests=len(reqs),
+            requests_reset_ms=reqs[0] + self.window - now if reqs else 0,
+            tokens=used,
+            tokens_reset_ms=0 if oldest is None else (oldest + self.nb + 1) * self.width - now,
+            day_tokens=st.day_used,
+            day=day,
+            bucket=cur,
+        )
+
+    def settle(self, a: Admission, delta: int) -> None:
+        st = self.keys.get(a.key_name)
+        if st is None:
+            return
+        now = int(time.time() * 1000)
+        cur, today = now // self.width, now // DAY_MS
+        if a.tpm:
+            if delta > 0:
+                st.buckets[cur] = st.buckets.get(cur, 0) + delta
+            elif a.bucket >= cur - self.nb and a.bucket in st.buckets:
+                st.buckets[a.bucket] = max(0, st.buckets[a.bucket] + delta)
+        if a.tpd:
+            if delta > 0:
+                if st.day != today:
+                    st.day, st.day_used = today, 0
+                st.day_used += delta
+            elif st.day == a.day:
+                st.day_used = max(0, st.day_used + delta)
+
+
+class Limiter:
+    """Admission checks for keys with limits; Redis-backed when ``redis_url`` is set."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        when_down: str,
+        *,
+        window: float = WINDOW,
+        timeout: float = REDIS_TIMEOUT,
+        cooldown: float = REDIS_COOLDOWN,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        if when_down not in ("allow", "deny"):
+            raise ValueError("when_down must be 'allow' or 'deny'")
+        self.prefix = prefix
+        self.when_down = when_down
+        self.window_ms = max(1, round(window * 1000))
+        self.width = max(1, self.window_ms // BUCKETS)
+        self.nb = math.ceil(self.window_ms / self.width)
+        self.timeout = timeout
+        self.cooldown = cooldown
+        self.on_failure = on_failure
+        self.redis_failures = 0  # wired to switchyard_limits_redis_failures_total
+        self.settle_dropped = 0
+        self.memory = MemoryLimits(self.window_ms, self.width, self.nb)
+        self._skip_until = 0.0
+        self._healthy = True
+        self._ids = itertools.count()
+        self._uid = os.urandom(6).hex()  # log members must be unique across processes
+        self._names: dict[str, tuple[str, str, str]] = {}
+        self._queue: asyncio.Queue[tuple[Admission, int]] = asyncio.Queue(SETTLE_QUEUE)
+        self._worker: asyncio.Task[None] | None = None
+        self._redis: Redis | None = None
+        if redis_url:
+            self._redis = Redis.from_url(
+                redis_url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # a retry would only stretch the wait past ``timeout``
+                health_check_interval=0,
+                driver_info=None,  # no CLIENT SETINFO: fewer round trips when a burst opens connections
+            )
+            self._admit_script = self._redis.register_script(_ADMIT_LUA)
+            self._settle_script = self._redis.register_script(_SETTLE_LUA)
+
+    @property
+    def uses_redis(self) -> bool:
+        return self._redis is not None
+
+    async def start(self) -> None:
+        if self._redis is None or self._worker is not None:
+            return
+        self._worker = asyncio.create_task(self._settle_loop(), name="limits-settle")
+        try:
+            # Loaded up front so a burst of first requests does not each hit NOSCRIPT and reload.
+            async with asyncio.timeout(max(1.0, 4 * self.timeout)):
+                for script in (self._admit_script, self._settle_script):
+                    script.sha = await self._redis.script_load(script.script)
+        except (RedisError, OSError, TimeoutError) as e:
+            self._failed(e)
+
+    async def flush(self, timeout: float = 1.0) -> bool:
+        """Wait (bounded) until queued settlements are written; False if they were not all done in time."""
+        if self._worker is None:
+            return self._queue.empty()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._queue.join()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            await self.flush(max(1.0, 4 * self.timeout))
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    # -- the request path --------------------------------------------------------------------
+    async def admit(self, key_name: str, limits: Limits, prompt_tokens: int) -> Admission:
+        """Admit one request of ``prompt_tokens`` (estimated) or raise 429 (503 when Redis is down, ``deny``)."""
+        if not has_limits(limits):
+            return EMPTY
+        prompt = max(0, prompt_tokens)
+        if self._redis is None:
+            v = self.memory.check(key_name, limits, prompt)
+        else:
+            maybe = await self._redis_check(key_name, limits, prompt)
+            if maybe is None:
+                return self._redis_down()
+            v = maybe
+        headers = _headers(limits, v)
+        if not v.allowed:
+            h = {k.decode(): val.decode() for k, val in headers}
+            h["retry-after"] = str(retry_after(v.retry_ms))
+            raise GatewayError(
+                429,
+                _refusal(key_name, limits, prompt, v),
+                type="requests" if v.failed == RPM else "tokens",
+                code="rate_limit_exceeded",
+                headers=h,
+            )
+        return Admission(
+            headers,
+            key_name,
+            charged=prompt,
+            bucket=v.bucket,
+            day=v.day,
+            tpm=limits.tpm is not None,
+            tpd=limits.tokens_per_day is not None,
+        )
+
+    def settle(self, admission: Admission, total_tokens: int) -> None:
+        """Reconcile the prompt estimate with the real total; never waits (Redis writes are queued)."""
+        if admission.settled or not (admission.tpm or admission.tpd):
+            return
+        admission.settled = True
+        delta = max(0, total_tokens) - admission.charged
+        if delta == 0:
+            return
+        if self._redis is None:
+            self.memory.settle(admission, delta)
+            return
+        try:
+            self._queue.put_nowait((admission, delta))
+        except asyncio.QueueFull:
+            self.settle_dropped += 1
+
+    # -- Redis ---------------------------------------------------------------------------------
+    def _keys(self, key_name: str) -> tuple[str, str, str]:
+        keys = self._names.get(key_name)
+        if keys is None:
+            # The braces are a Redis Cluster hash tag: all of one key's limit keys share a slot.
+            base = f"{self.prefix}rl:{{{key_name}}}:"
+            keys = self._names[key_name] = (base + "rpm", base + "tpm", base + "tpd")
+        return keys
+
+    async def _redis_check(self, key_name: str, limits: Limits, prompt: int) -> Verdict | None:
+        if time.monotonic() < self._skip_until:
+            return None
+        args = (
+            limits.rpm or 0,
+            limits.tpm or 0,
+            limits.tokens_per_day or 0,
+            prompt,
+            self.window_ms,
+            self.width,
+            self.nb,
+            f"{self._uid}:{next(self._ids)}",
+        )
+        try:
+            async with asyncio.timeout(self.timeout):
+                r = await self._admit_script(keys=self._keys(key_name), args=args)
+        except (RedisError, OSError, TimeoutError) as e:
+            self._failed(e)
+            return None
+        if not self._healthy:
+            log.warning("limits: Redis is back")
+            self._healthy = True
+        return Verdict(
+            allowed=r[0] == 1,
+            failed=r[1].decode() if isinstance(r[1], bytes) else str(r[1]),
+            retry_ms=int(r[2]),
+            too_large=r[3] == 1,
+            requests=int(r[4]),
+            requests_reset_ms=int(r[5]),
+            tokens=int(r[6]),
+            tokens_reset_ms=int(r[7]),
+            day_tokens=int(r[8]),
+            day=int(r[9]),
+            bucket=int(r[10]),
+        )
+
+    def _failed(self, e: BaseException) -> None:
+        if self._healthy:
+            # Once per outage, not once per request.
+            log.warning("limits: Redis unavailable (%s); when_down=%s applies", type(e).__name__, self.when_down)
+        self._healthy = False
+        self.redis_failures += 1
+        self._skip_until = time.monotonic() + self.cooldown
+        if self.on_failure is not None:
+            self.on_failure()
+
+    def _redis_down(self) -> Admission:
+        if self.when_down == "allow":
+            return EMPTY
+        raise GatewayError(
+            503,
+            "Rate limits cannot be checked right now (the limits store is unreachable); please retry shortly.",
+            code="limits_unavailable",
+            headers={"retry-after": str(retry_after(self.cooldown * 1000))},
+        )
+
+    async def _settle_loop(self) -> None:
+        q = self._queue
+        while True:
+            batch = [await q.get()]
+            while len(batch) < SETTLE_BATCH and not q.empty():
+                batch.append(q.get_nowait())
+            try:
+                await self._settle_batch(batch)
+            except Exception:  # the worker must outlive any one bad batch
+                self.settle_dropped += len(batch)
+                log.exception("limits: settlement batch failed")
+            finally:
+                for _ in batch:
+                    q.task_done()
+
+    async def _settle_batch(self, batch: list[tuple[Admission, int]]) -> None:
+        assert self._redis is not None
+        if time.monotonic() < self._skip_until:
+            self.settle_dropped += len(batch)
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for a, delta in batch:
+            _, tpm_key, tpd_key = self._keys(a.key_name)
+            args = (delta, a.bucket, a.day, self.width, self.nb, int(a.tpm), int(a.tpd))
+            await self._settle_script(keys=(tpm_key, tpd_key), args=args, client=pipe)
+        try:
+            # Off the request path, so a batch may take longer than one admission.
+            async with asyncio.timeout(max(1.0, 4 * self.timeout)):
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as e:
+            self.settle_dropped += len(batch)
+            self._failed(e)
