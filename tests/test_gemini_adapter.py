@@ -1,0 +1,880 @@
+"""GeminiAdapter request/response translation, checked against Google's own documented examples.
+
+Each golden test names the page its Gemini-side JSON comes from. The OpenAI side is the request a
+client would send for the same conversation.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.config import ProviderConfig
+from gateway.errors import GatewayError
+from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, Target
+from providers.gemini import GeminiAdapter
+
+KEY = "AIza-test-key-123"
+
+
+def adapter(**cfg: Any) -> GeminiAdapter:
+    return GeminiAdapter("gemini", ProviderConfig(kind="gemini", api_key=KEY, **cfg))
+
+
+def build(body: dict[str, Any], endpoint: str = CHAT, model: str = "gemini-2.0-flash", **cfg: Any):
+    ctx = CallContext(client_model="gemini/" + model, created=1700000000)
+    req = adapter(**cfg).build_request(endpoint, body, Target(model), ctx)
+    return req, orjson.loads(req.body), ctx
+
+
+def chat(messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"model": "gemini/gemini-2.0-flash", "messages": messages, **extra}
+
+
+def parse(payload: dict[str, Any], endpoint: str = CHAT, **extra: Any) -> dict[str, Any]:
+    ctx = CallContext(client_model="gemini/gemini-2.0-flash", created=1700000000, extra=extra)
+    return adapter().parse_response(endpoint, orjson.dumps(payload), ctx)
+
+
+def rejects(body: dict[str, Any], param: str, endpoint: str = CHAT) -> GatewayError:
+    with pytest.raises(GatewayError) as e:
+        build(body, endpoint)
+    assert e.value.status == 400 and e.value.param == param, (e.value.status, e.value.param, e.value.message)
+    return e.value
+
+
+# -- URLs, credentials, model names ------------------------------------------------------------
+
+
+def test_urls_and_key_header():
+    # https://ai.google.dev/api#authentication: the key goes in x-goog-api-key.
+    req, _, _ = build(chat([{"role": "user", "content": "hi"}]))
+    assert req.url == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent"
+    assert req.headers["x-goog-api-key"] == KEY and KEY not in req.url and "key=" not in req.url
+    assert req.stream is False
+    req, _, _ = build(chat([{"role": "user", "content": "hi"}], stream=True), base_url="http://127.0.0.1:9/")
+    assert req.url == "http://127.0.0.1:9/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    assert req.stream is True and req.headers["accept"] == "text/event-stream"
+    req, _, _ = build({"model": "m", "input": "x"}, EMBEDDINGS, model="text-embedding-004")
+    assert req.url.endswith("/v1beta/models/text-embedding-004:embedContent")
+    req, _, _ = build({"model": "m", "input": ["x"]}, EMBEDDINGS, model="text-embedding-004")
+    assert req.url.endswith("/v1beta/models/text-embedding-004:batchEmbedContents")
+
+
+def test_no_key_configured_sends_no_key_header():
+    a = GeminiAdapter("gemini", ProviderConfig(kind="gemini"))
+    req = a.build_request(CHAT, chat([{"role": "user", "content": "hi"}]), Target("m"), CallContext("gemini/m"))
+    assert "x-goog-api-key" not in req.headers
+
+
+@pytest.mark.parametrize(
+    "name", ["../files", "a/b", "m?key=1", "m#x", "m:streamGenerateContent", "m%2Fx", "", "m..x", "-m", "m n"]
+)
+def test_unsafe_model_names_are_refused(name):
+    with pytest.raises(GatewayError) as e:
+        build(chat([{"role": "user", "content": "hi"}]), model=name)
+    assert e.value.status == 400 and e.value.param == "model"
+
+
+def test_models_prefix_is_accepted():
+    req, _, _ = build(chat([{"role": "user", "content": "hi"}]), model="models/gemini-2.5-flash")
+    assert "/v1beta/models/gemini-2.5-flash:generateContent" in req.url
+
+
+# -- chat requests (golden) --------------------------------------------------------------------
+
+
+def test_golden_generation_config():
+    # https://github.com/google-gemini/api-examples/blob/main/rest/configure_model_parameters.sh
+    # (the "Configure model parameters" sample of https://ai.google.dev/gemini-api/docs/text-generation)
+    _, payload, _ = build(
+        chat(
+            [{"role": "user", "content": "Explain how AI works"}],
+            stop=["Title"],
+            temperature=1.0,
+            max_tokens=800,
+            top_p=0.8,
+            top_k=10,
+        )
+    )
+    assert payload == {
+        "contents": [{"role": "user", "parts": [{"text": "Explain how AI works"}]}],
+        "generationConfig": {
+            "stopSequences": ["Title"],
+            "temperature": 1.0,
+            "maxOutputTokens": 800,
+            "topP": 0.8,
+            "topK": 10,
+        },
+    }
+
+
+def test_golden_multi_turn_chat():
+    # https://github.com/google-gemini/api-examples/blob/main/rest/chat.sh ("chat" sample)
+    _, payload, _ = build(
+        chat(
+            [
+                {"role": "user", "content": "Hello"},
+                {"role": "assistant", "content": "Great to meet you. What would you like to know?"},
+                {"role": "user", "content": "I have two dogs in my house. How many paws are in my house?"},
+            ]
+        )
+    )
+    assert payload == {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Hello"}]},
+            {"role": "model", "parts": [{"text": "Great to meet you. What would you like to know?"}]},
+            {"role": "user", "parts": [{"text": "I have two dogs in my house. How many paws are in my house?"}]},
+        ]
+    }
+
+
+def test_golden_system_instruction():
+    # https://firebase.google.com/docs/ai-logic/server-prompt-templates/get-started ("formatted test request")
+    system = "All output must be a clearly structured invoice document.\nUse a tabular or clearly delineated list format for line items."
+    _, payload, _ = build(
+        chat(
+            [
+                {"role": "system", "content": system},
+                {"role": "user", "content": "Create an example customer invoice for a customer named Jane"},
+            ]
+        )
+    )
+    assert payload == {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Create an example customer invoice for a customer named Jane"}]}
+        ],
+        "systemInstruction": {"parts": [{"text": system}]},
+    }
+
+
+def test_developer_messages_and_text_part_lists_join_the_system_instruction():
+    _, payload, _ = build(
+        chat(
+            [
+                {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": "Answer in French."},
+            ]
+        )
+    )
+    assert payload["systemInstruction"] == {"parts": [{"text": "Be brief."}, {"text": "Answer in French."}]}
+
+
+def test_golden_inline_image():
+    # https://github.com/google-gemini/api-examples/blob/main/rest/chat.sh ("chat_streaming_with_images"):
+    # {"text": ...} then {"inline_data": {"mime_type": "image/jpeg", "data": <base64>}} (camelCase on the wire).
+    _, payload, _ = build(
+        chat(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Tell me about this instrument"},
+                        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQSk"}},
+                    ],
+                }
+            ]
+        )
+    )
+    assert payload["contents"][0]["parts"] == [
+        {"text": "Tell me about this instrument"},
+        {"inlineData": {"mimeType": "image/jpeg", "data": "/9j/4AAQSk"}},
+    ]
+
+
+def test_image_urls_become_file_data_with_a_guessed_mime_type():
+    # fileData {mimeType, fileUri}: https://ai.google.dev/api/caching#FileData
+    parts = [
+        {"type": "image_url", "image_url": {"url": "https://example.com/a/cat.PNG?x=1"}},
+        {"type": "image_url", "image_url": {"url": "gs://bucket/pic.webp"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/render"}},
+    ]
+    _, payload, _ = build(chat([{"role": "user", "content": parts}]))
+    assert [p["fileData"] for p in payload["contents"][0]["parts"]] == [
+        {"mimeType": "image/png", "fileUri": "https://example.com/a/cat.PNG?x=1"},
+        {"mimeType": "image/webp", "fileUri": "gs://bucket/pic.webp"},
+        {"mimeType": "image/jpeg", "fileUri": "https://example.com/render"},
+    ]
+
+
+def test_audio_and_file_parts():
+    parts = [
+        {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}},
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBER", "filename": "a.pdf"}},
+    ]
+    _, payload, _ = build(chat([{"role": "user", "content": parts}]))
+    assert payload["contents"][0]["parts"] == [
+        {"inlineData": {"mimeType": "audio/wav", "data": "UklGR"}},
+        {"inlineData": {"mimeType": "application/pdf", "data": "JVBER"}},
+    ]
+
+
+def test_bad_parts_name_their_place():
+    rejects(chat([{"role": "user", "content": [{"type": "video", "x": 1}]}]), "messages[0].content[0]")
+    bad_url = [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]
+    rejects(chat([{"role": "user", "content": bad_url}]), "messages[0].content[0].image_url.url")
+    rejects(chat([{"role": "function", "name": "f", "content": "x"}]), "messages[0].role")
+    rejects(chat([{"role": "system", "content": "only a system prompt"}]), "messages")
+
+
+LIGHT_TOOLS = [
+    {"type": "function", "function": {"name": "enable_lights", "description": "Turn on the lighting system."}},
+    {
+        "type": "function",
+        "function": {
+            "name": "set_light_color",
+            "description": "Set the light color. Lights must be enabled for this to work.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "rgb_hex": {
+                        "type": "string",
+                        "description": "The light color as a 6-digit hex string, e.g. ff0000 for red.",
+                    }
+                },
+                "required": ["rgb_hex"],
+            },
+        },
+    },
+    {"type": "function", "function": {"name": "stop_lights", "description": "Turn off the lighting system."}},
+]
+SYSTEM = (
+    "You are a helpful lighting system bot. You can turn lights on and off, and you can set the color. "
+    "Do not perform any other tasks."
+)
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "config"),
+    [
+        ("none", {"mode": "NONE"}),
+        ("auto", {"mode": "AUTO"}),
+        ("required", {"mode": "ANY"}),
+        (
+            {"type": "function", "function": {"name": "set_light_color"}},
+            {"mode": "ANY", "allowedFunctionNames": ["set_light_color"]},
+        ),
+        (
+            {
+                "type": "allowed_tools",
+                "allowed_tools": {
+                    "mode": "required",
+                    "tools": [
+                        {"type": "function", "function": {"name": "set_light_color"}},
+                        {"type": "function", "function": {"name": "stop_lights"}},
+                    ],
+                },
+            },
+            {"mode": "ANY", "allowedFunctionNames": ["set_light_color", "stop_lights"]},
+        ),
+    ],
+)
+def test_golden_function_calling_config(tool_choice, config):
+    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Function_calling_config_REST.ipynb
+    # and https://github.com/google-gemini/api-examples/blob/main/rest/function_calling.sh: the lighting tools,
+    # system_instruction, tool_config.function_calling_config {mode, allowed_function_names}.
+    _, payload, _ = build(
+        chat(
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Make this place PURPLE!"}],
+            tools=LIGHT_TOOLS,
+            tool_choice=tool_choice,
+        )
+    )
+    assert payload["systemInstruction"] == {"parts": [{"text": SYSTEM}]}
+    assert payload["contents"] == [{"role": "user", "parts": [{"text": "Make this place PURPLE!"}]}]
+    assert payload["toolConfig"] == {"functionCallingConfig": config}
+    decls = payload["tools"][0]["functionDeclarations"]
+    assert [d["name"] for d in decls] == ["enable_lights", "set_light_color", "stop_lights"]
+    assert decls[0] == {"name": "enable_lights", "description": "Turn on the lighting system."}
+    # OpenAI parameters are JSON Schema: sent unchanged as parametersJsonSchema.
+    assert decls[1]["parametersJsonSchema"] == LIGHT_TOOLS[1]["function"]["parameters"]
+
+
+def test_golden_function_response_turn():
+    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Function_calling_REST.ipynb
+    # ("Curl example that uses a response from a previous turn"). That notebook sends the result with the
+    # old role "function"; current models take it as role "user"
+    # (https://ai.google.dev/gemini-api/docs/function-calling), which is what we send.
+    result = {
+        "name": "find_theaters",
+        "content": {
+            "movie": "Barbie",
+            "theaters": [
+                {"name": "AMC Mountain View 16", "address": "2000 W El Camino Real, Mountain View, CA 94040"},
+                {"name": "Regal Edwards 14", "address": "245 Castro St, Mountain View, CA 94040"},
+            ],
+        },
+    }
+    args = {"location": "Mountain View, CA", "movie": "Barbie"}
+    _, payload, _ = build(
+        chat(
+            [
+                {"role": "user", "content": "Which theaters in Mountain View show Barbie movie?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "find_theaters", "arguments": orjson.dumps(args).decode()},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": orjson.dumps(result).decode()},
+            ]
+        )
+    )
+    assert payload["contents"] == [
+        {"role": "user", "parts": [{"text": "Which theaters in Mountain View show Barbie movie?"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "find_theaters", "args": args}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "find_theaters", "response": result}}]},
+    ]
+
+
+def test_parallel_tool_results_share_one_turn_and_plain_text_results_are_wrapped():
+    calls = [
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+        {"id": "b", "type": "function", "function": {"name": "g", "arguments": '{"x": 1}'}},
+    ]
+    _, payload, _ = build(
+        chat(
+            [
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "content": "Calling both.", "tool_calls": calls},
+                {"role": "tool", "tool_call_id": "a", "content": "sunny"},
+                {"role": "tool", "tool_call_id": "b", "content": [{"type": "text", "text": "[1, 2]"}]},
+            ]
+        )
+    )
+    assert payload["contents"][1] == {
+        "role": "model",
+        "parts": [
+            {"text": "Calling both."},
+            {"functionCall": {"name": "f", "args": {}}},
+            {"functionCall": {"name": "g", "args": {"x": 1}}},
+        ],
+    }
+    assert payload["contents"][2] == {
+        "role": "user",
+        "parts": [
+            {"functionResponse": {"name": "f", "response": {"result": "sunny"}}},
+            {"functionResponse": {"name": "g", "response": {"result": "[1, 2]"}}},
+        ],
+    }
+
+
+def test_thought_signature_goes_back_with_its_call():
+    # https://ai.google.dev/gemini-api/docs/thought-signatures: Gemini 3 needs each functionCall's
+    # thoughtSignature returned; we hand it out as tool_calls[].extra_content.google.thought_signature.
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "f", "arguments": "{}"},
+        "extra_content": {"google": {"thought_signature": "CpwBAbc="}},
+    }
+    _, payload, _ = build(
+        chat(
+            [
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{}"},
+            ]
+        )
+    )
+    assert payload["contents"][1]["parts"] == [
+        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "CpwBAbc="}
+    ]
+
+
+def test_tool_message_errors():
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "not json"}}
+    rejects(
+        chat([{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [call]}]),
+        "messages[1].tool_calls[0].function.arguments",
+    )
+    rejects(
+        chat([{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "nope", "content": "r"}]),
+        "messages[1].tool_call_id",
+    )
+    rejects(chat([{"role": "user", "content": "x"}], tools=[{"type": "web_search"}]), "tools[0]")
+    rejects(chat([{"role": "user", "content": "x"}], tool_choice="sometimes"), "tool_choice")
+    rejects(chat([{"role": "user", "content": "x"}], tool_choice={"type": "function", "function": {}}), "tool_choice")
+    rejects(
+        chat([{"role": "user", "content": "x"}], tool_choice={"type": "allowed_tools", "allowed_tools": "x"}),
+        "tool_choice",
+    )
+
+
+def test_golden_json_mode_and_schema():
+    # https://github.com/google-gemini/api-examples/blob/main/rest/controlled_generation.sh:
+    # generationConfig.response_mime_type "application/json" (json_no_schema) plus a schema.
+    _, payload, _ = build(
+        chat(
+            [{"role": "user", "content": "List a few popular cookie recipes"}], response_format={"type": "json_object"}
+        )
+    )
+    assert payload["generationConfig"] == {"responseMimeType": "application/json"}
+    schema = {"type": "array", "items": {"type": "object", "properties": {"recipe_name": {"type": "string"}}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "recipes", "schema": schema, "strict": True}}
+    _, payload, _ = build(chat([{"role": "user", "content": "List 5 popular cookie recipes"}], response_format=fmt))
+    # JSON Schema goes as responseJsonSchema (https://ai.google.dev/gemini-api/docs/structured-output).
+    assert payload["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    _, payload, _ = build(chat([{"role": "user", "content": "x"}], response_format={"type": "text"}))
+    assert "generationConfig" not in payload
+    rejects(chat([{"role": "user", "content": "x"}], response_format={"type": "yaml"}), "response_format")
+
+
+def test_remaining_generation_fields():
+    _, payload, ctx = build(
+        chat(
+            [{"role": "user", "content": "x"}],
+            n=2,
+            presence_penalty=0.5,
+            frequency_penalty=-0.5,
+            seed=7,
+            stop="END",
+            max_completion_tokens=50,
+            max_tokens=999,
+            logprobs=True,
+            top_logprobs=3,
+            user="u-1",
+            parallel_tool_calls=True,
+            store=False,
+            temperature=None,
+        )
+    )
+    assert payload["generationConfig"] == {
+        "candidateCount": 2,
+        "presencePenalty": 0.5,
+        "frequencyPenalty": -0.5,
+        "seed": 7,
+        "stopSequences": ["END"],
+        "maxOutputTokens": 50,
+        "responseLogprobs": True,
+        "logprobs": 3,
+    }
+    assert ctx.extra["n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("logit_bias", {"50256": -100}),
+        ("functions", [{"name": "f"}]),
+        ("function_call", "auto"),
+        ("parallel_tool_calls", False),
+        ("reasoning_effort", "low"),
+        ("store", True),
+        ("made_up_option", 1),
+    ],
+)
+def test_fields_without_a_gemini_meaning_are_refused(field, value):
+    e = rejects(chat([{"role": "user", "content": "x"}], **{field: value}), field)
+    assert e.code == "unsupported_parameter"
+
+
+# -- legacy completions --------------------------------------------------------------------------
+
+
+def test_completions_prompt():
+    _, payload, _ = build({"model": "m", "prompt": "Once upon a time", "max_tokens": 16, "n": 3}, COMPLETIONS)
+    assert payload == {
+        "contents": [{"role": "user", "parts": [{"text": "Once upon a time"}]}],
+        "generationConfig": {"maxOutputTokens": 16, "candidateCount": 3},
+    }
+    _, payload, _ = build({"model": "m", "prompt": ["only one"], "logprobs": 2, "best_of": 1}, COMPLETIONS)
+    assert payload["contents"][0]["parts"] == [{"text": "only one"}]
+    assert payload["generationConfig"] == {"responseLogprobs": True, "logprobs": 2}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prompt", ["a", "b"]),
+        ("prompt", [1, 2, 3]),
+        ("prompt", [[1], [2]]),
+        ("echo", True),
+        ("suffix", "x"),
+        ("best_of", 2),
+    ],
+)
+def test_completions_refusals(field, value):
+    body = {"model": "m", "prompt": "p", field: value}
+    rejects(body, field, COMPLETIONS)
+
+
+def test_completions_images_fill_the_markers():
+    # Seed 001 ("images": data URLs matching the prompt's <image> markers).
+    body = {"images": ["data:image/png;base64,iVBOR"], "model": "m", "prompt": "Describe <image> briefly."}
+    _, payload, _ = build(body, COMPLETIONS)
+    assert payload["contents"][0]["parts"] == [
+        {"text": "Describe "},
+        {"inlineData": {"mimeType": "image/png", "data": "iVBOR"}},
+        {"text": " briefly."},
+    ]
+    rejects({"model": "m", "prompt": "no marker", "images": ["data:image/png;base64,iVBOR"]}, "images", COMPLETIONS)
+
+
+# -- responses (golden) ------------------------------------------------------------------------
+
+SAFETY = [
+    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+]
+
+
+def test_golden_text_response_with_thinking_usage():
+    # https://firebase.google.com/docs/ai-logic/server-prompt-templates/get-started ("example test response").
+    payload = {
+        "candidates": [
+            {
+                "content": {"parts": [{"text": "```\n---\n **INVOICE**\n---\n```"}], "role": "model"},
+                "finishReason": "STOP",
+                "index": 0,
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 34,
+            "candidatesTokenCount": 418,
+            "totalTokenCount": 890,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 34}],
+            "thoughtsTokenCount": 438,
+        },
+        "modelVersion": "gemini-3-flash-preview",
+        "responseId": "3w4Vad6yF-y1vdIP_q_zgAw",
+    }
+    out = parse(payload)
+    assert out == {
+        "id": "chatcmpl-3w4Vad6yF-y1vdIP_q_zgAw",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gemini/gemini-2.0-flash",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "```\n---\n **INVOICE**\n---\n```", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        # Thinking tokens are billed as output: completion = 418 + 438, and the total matches Google's 890.
+        "usage": {
+            "prompt_tokens": 34,
+            "completion_tokens": 856,
+            "total_tokens": 890,
+            "completion_tokens_details": {"reasoning_tokens": 438},
+        },
+    }
+
+
+def test_golden_function_call_response():
+    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Function_calling_REST.ipynb
+    # ("Single-turn curl sample" output): a functionCall with finishReason STOP.
+    payload = {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [
+                        {
+                            "functionCall": {
+                                "name": "find_theaters",
+                                "args": {"movie": "Barbie", "location": "Mountain View, CA"},
+                            }
+                        }
+                    ],
+                    "role": "model",
+                },
+                "finishReason": "STOP",
+                "index": 0,
+                "safetyRatings": SAFETY,
+            }
+        ],
+        "promptFeedback": {"safetyRatings": SAFETY},
+    }
+    out = parse(payload)
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    (call,) = choice["message"]["tool_calls"]
+    assert call["id"].startswith("call_") and len(call["id"]) > 10
+    assert call["type"] == "function"
+    assert call["function"] == {
+        "name": "find_theaters",
+        "arguments": '{"movie":"Barbie","location":"Mountain View, CA"}',
+    }
+    assert "extra_content" not in call and "usage" not in out
+
+
+def test_thought_signature_is_handed_out_and_thoughts_are_not_content():
+    payload = {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [
+                        {"text": "I should check the weather.", "thought": True},
+                        {
+                            "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                            "thoughtSignature": "CiQB",
+                        },
+                    ],
+                    "role": "model",
+                },
+                "finishReason": "STOP",
+            }
+        ]
+    }
+    msg = parse(payload)["choices"][0]["message"]
+    assert msg["content"] is None
+    assert msg["tool_calls"][0]["extra_content"] == {"google": {"thought_signature": "CiQB"}}
+
+
+def test_golden_multi_turn_text_response():
+    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Function_calling_REST.ipynb (turn 2 output)
+    text = "OK. I found two theaters in Mountain View that are showing the Barbie movie: AMC Mountain View 16 and Regal Edwards 14."
+    payload = {
+        "candidates": [
+            {
+                "content": {"parts": [{"text": text}], "role": "model"},
+                "finishReason": "STOP",
+                "index": 0,
+                "safetyRatings": SAFETY,
+            }
+        ]
+    }
+    assert parse(payload)["choices"][0]["message"]["content"] == text
+
+
+def test_candidates_become_choices_in_index_order():
+    payload = {
+        "candidates": [
+            {
+                "content": {"parts": [{"text": "b"}, {"text": "b2"}], "role": "model"},
+                "finishReason": "MAX_TOKENS",
+                "index": 1,
+            },
+            {"content": {"parts": [{"text": "a"}], "role": "model"}, "finishReason": "SAFETY"},
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 3,
+            "candidatesTokenCount": 4,
+            "totalTokenCount": 7,
+            "cachedContentTokenCount": 2,
+        },
+    }
+    out = parse(payload)
+    assert [(c["index"], c["message"]["content"], c["finish_reason"]) for c in out["choices"]] == [
+        (0, "a", "content_filter"),
+        (1, "bb2", "length"),
+    ]
+    assert out["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 2},
+    }
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("BLOCKLIST", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("SPII", "content_filter"),
+        ("OTHER", "stop"),
+        ("MALFORMED_FUNCTION_CALL", "stop"),
+    ],
+)
+def test_finish_reasons(reason, expected):
+    # https://ai.google.dev/api/generate-content#FinishReason
+    payload = {"candidates": [{"content": {"parts": [{"text": "x"}], "role": "model"}, "finishReason": reason}]}
+    assert parse(payload)["choices"][0]["finish_reason"] == expected
+
+
+def test_golden_blocked_prompt_is_a_400_content_filter():
+    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Safety_REST.ipynb ("Prompt Feedback"):
+    # a blocked prompt has promptFeedback.blockReason and no candidates.
+    payload = {
+        "promptFeedback": {
+            "blockReason": "SAFETY",
+            "safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT", "probability": "MEDIUM"}],
+        }
+    }
+    with pytest.raises(GatewayError) as e:
+        parse(payload)
+    err = e.value
+    assert (err.status, err.type, err.code, err.param) == (400, "invalid_request_error", "content_filter", "messages")
+    assert "SAFETY" in err.message and err.message.startswith("gemini: ")
+    with pytest.raises(GatewayError) as e:
+        parse(payload, COMPLETIONS)
+    assert e.value.param == "prompt"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1]", b'{"candidates": "x"}', b"{}"])
+def test_malformed_responses_are_502(body):
+    ctx = CallContext("gemini/m")
+    with pytest.raises(GatewayError) as e:
+        adapter().parse_response(CHAT, body, ctx)
+    assert e.value.status == 502 and e.value.code == "upstream_bad_response"
+
+
+def test_logprobs_result():
+    # LogprobsResult: https://ai.google.dev/api/generate-content#LogprobsResult
+    cand = {
+        "content": {"parts": [{"text": "Hi there"}], "role": "model"},
+        "finishReason": "STOP",
+        "logprobsResult": {
+            "topCandidates": [
+                {"candidates": [{"token": "Hi", "logProbability": -0.1}, {"token": "Hello", "logProbability": -2.5}]},
+                {"candidates": [{"token": " there", "logProbability": -0.2}]},
+            ],
+            "chosenCandidates": [{"token": "Hi", "logProbability": -0.1}, {"token": " there", "logProbability": -0.2}],
+        },
+    }
+    lp = parse({"candidates": [cand]})["choices"][0]["logprobs"]
+    assert lp["content"][0] == {
+        "token": "Hi",
+        "logprob": -0.1,
+        "bytes": [72, 105],
+        "top_logprobs": [
+            {"token": "Hi", "logprob": -0.1, "bytes": [72, 105]},
+            {"token": "Hello", "logprob": -2.5, "bytes": list(b"Hello")},
+        ],
+    }
+    clp = parse({"candidates": [cand]}, COMPLETIONS)["choices"][0]["logprobs"]
+    assert clp == {
+        "tokens": ["Hi", " there"],
+        "token_logprobs": [-0.1, -0.2],
+        "top_logprobs": [{"Hi": -0.1, "Hello": -2.5}, {" there": -0.2}],
+        "text_offset": [0, 2],
+    }
+
+
+def test_completion_response_shape():
+    payload = {
+        "candidates": [
+            {"content": {"parts": [{"text": " there was a cat."}], "role": "model"}, "finishReason": "STOP"}
+        ],
+        "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 5, "totalTokenCount": 9},
+    }
+    out = parse(payload, COMPLETIONS)
+    assert out["object"] == "text_completion" and out["id"].startswith("cmpl-")
+    assert out["choices"] == [{"text": " there was a cat.", "index": 0, "logprobs": None, "finish_reason": "stop"}]
+    assert out["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
+
+
+# -- embeddings (golden) -----------------------------------------------------------------------
+
+
+def test_golden_embed_requests():
+    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Embeddings_REST.ipynb
+    # ("Embed content" and "Batch embed content"), with outputDimensionality from
+    # https://ai.google.dev/api/embeddings#method:-models.embedcontent
+    _, payload, ctx = build({"model": "x", "input": "Hello world"}, EMBEDDINGS, model="embedding-001")
+    assert payload == {"model": "models/embedding-001", "content": {"parts": [{"text": "Hello world"}]}}
+    questions = ["What is the meaning of life?", "How much wood would a woodchuck chuck?", "How does the brain work?"]
+    _, payload, ctx = build({"model": "x", "input": questions, "dimensions": 256}, EMBEDDINGS, model="embedding-001")
+    assert payload == {
+        "requests": [
+            {"model": "models/embedding-001", "outputDimensionality": 256, "content": {"parts": [{"text": q}]}}
+            for q in questions
+        ]
+    }
+    assert ctx.extra["count"] == 3
+
+
+def test_embedding_token_inputs_and_unknown_fields_are_refused():
+    rejects({"model": "x", "input": [1, 2, 3]}, "input", EMBEDDINGS)
+    rejects({"model": "x", "input": [[1, 2]]}, "input", EMBEDDINGS)
+    rejects({"model": "x", "input": "a", "task": "search"}, "task", EMBEDDINGS)
+
+
+def test_golden_embed_responses_float_and_base64():
+    # Embeddings_REST.ipynb outputs: {"embedding": {"values": [...]}} and {"embeddings": [{"values": [...]}]}.
+    values = [0.04703258, -0.040190056, -0.029026963, -8.3654784e-05]
+    _, _, ctx = build({"model": "x", "input": "Hello world"}, EMBEDDINGS, model="embedding-001")
+    out = adapter().parse_response(EMBEDDINGS, orjson.dumps({"embedding": {"values": values}}), ctx)
+    # ~4 characters a token (https://ai.google.dev/gemini-api/docs/tokens): "Hello world" is 11 chars -> 3.
+    assert out == {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": values}],
+        "model": "gemini/embedding-001",
+        "usage": {"prompt_tokens": 3, "total_tokens": 3},
+    }
+    body = {"model": "x", "input": ["a", "b"], "encoding_format": "base64"}
+    _, _, ctx = build(body, EMBEDDINGS, model="embedding-001")
+    batch = {"embeddings": [{"values": values}, {"values": [1.0, -2.5]}]}
+    out = adapter().parse_response(EMBEDDINGS, orjson.dumps(batch), ctx)
+    # Decoded exactly as the OpenAI SDK does (array('f') of the base64 bytes).
+    decoded = [array.array("f", base64.b64decode(d["embedding"])).tolist() for d in out["data"]]
+    assert decoded[0] == pytest.approx(values, rel=1e-6) and decoded[1] == [1.0, -2.5]
+    assert base64.b64decode(out["data"][1]["embedding"]) == bytes.fromhex("0000803f000020c0")  # little-endian f32
+    with pytest.raises(GatewayError) as e:
+        adapter().parse_response(EMBEDDINGS, orjson.dumps({"embeddings": [{"values": values}]}), ctx)
+    assert e.value.status == 502
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_google_error_body():
+    # Google's error model (https://cloud.google.com/apis/design/errors) with the statuses of
+    # https://ai.google.dev/gemini-api/docs/troubleshooting
+    body = {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+        }
+    }
+    e = adapter().parse_error(400, orjson.dumps(body))
+    assert (e.status, e.type, e.code) == (400, "invalid_request_error", "INVALID_ARGUMENT")
+    assert e.message == "gemini: API key not valid. Please pass a valid API key."
+    e = adapter().parse_error(
+        403, orjson.dumps({"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}})
+    )
+    assert (e.status, e.type, e.code) == (403, "permission_error", "PERMISSION_DENIED")
+    e = adapter().parse_error(
+        503, orjson.dumps({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})
+    )
+    assert (e.status, e.code) == (503, "UNAVAILABLE")
+
+
+def test_resource_exhausted_is_429_with_retry_after():
+    body = {
+        "error": {
+            "code": 429,
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12.5s"}],
+        }
+    }
+    e = adapter().parse_error(429, orjson.dumps(body))
+    assert (e.status, e.type, e.code, e.headers) == (
+        429,
+        "rate_limit_exceeded",
+        "RESOURCE_EXHAUSTED",
+        {"Retry-After": "13"},
+    )
+    # The status decides even if a proxy in between changed the HTTP code.
+    assert (
+        adapter().parse_error(400, orjson.dumps({"error": {"message": "quota", "status": "RESOURCE_EXHAUSTED"}})).status
+        == 429
+    )
+
+
+def test_non_json_and_wrapped_errors():
+    e = adapter().parse_error(502, b"<html>Bad Gateway</html>")
+    assert e.status == 502 and "Bad Gateway" in e.message
+    wrapped = [{"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}}]
+    e = adapter().parse_error(404, orjson.dumps(wrapped))
+    assert (e.status, e.type, e.code) == (404, "not_found_error", "NOT_FOUND")
