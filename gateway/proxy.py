@@ -277,7 +277,7 @@ class Pipeline:
         if resp.status >= 300:
             raise _http_error(dep, resp, data)
         result = dep.adapter.parse_response(endpoint, data, ctx)
-        if not _take_usage(out, result.get("usage")):
+        if not _take_usage(out, result.get("usage")) or ctx.extra.get("usage_estimated"):
             out.estimated = True
         return result
 

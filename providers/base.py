@@ -59,7 +59,8 @@ class CallContext:
     request_id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
     # Endpoint-specific extras an adapter stashes in build_request for the way back
-    # (e.g. how many prompts a mapped completions call had).
+    # (e.g. how many prompts a mapped completions call had). ``usage_estimated: True`` tells
+    # the accounting that the usage an adapter returns is its own estimate.
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -79,7 +80,7 @@ class StreamTranslator:
     A mid-stream upstream error raises ``GatewayError``. The relay writes ``[DONE]``.
     """
 
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
     finished: bool = False
     # Content-bearing chunks seen: the fallback estimate of completion tokens.
     content_chunks: int = 0

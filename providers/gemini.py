@@ -171,6 +171,7 @@ class GeminiAdapter(Adapter):
         ctx.extra["count"] = len(texts)
         ctx.extra["base64"] = body.get("encoding_format") == "base64"
         ctx.extra["tokens"] = sum(max(1, math.ceil(len(t) / _CHARS_PER_TOKEN)) for t in texts)
+        ctx.extra["usage_estimated"] = True  # Gemini reports no usage for embeddings
         if isinstance(inp, str):
             return "embedContent", requests[0]
         return "batchEmbedContents", {"requests": requests}
