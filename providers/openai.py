@@ -59,7 +59,7 @@ class OpenAIStream(StreamTranslator):
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = event.data
-        if data == b"[DONE]":
+        if data == b"[DONE]" or data.strip() == b"[DONE]":
             self.finished = True
             return []
         if not data or data[:1] not in b"{ \t\r\n":

@@ -1,0 +1,154 @@
+"""Azure OpenAI dialect: OpenAI's wire format behind Azure's URLs, key header and content filters.
+
+Two URL forms (https://learn.microsoft.com/azure/ai-services/openai/reference and
+https://learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle):
+
+- classic, when ``api_version`` is a dated version:
+  ``{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21``,
+  the deployment being the upstream model;
+- v1, when ``api_version`` is unset or ``v1``: ``{endpoint}/openai/v1/chat/completions`` with
+  the deployment as ``model`` in the body (``preview``/``latest`` select v1 with that
+  ``api-version`` query, as Microsoft's v1 preview examples do).
+
+The key goes in ``api-key``. Streams carry content-filter annotation chunks that OpenAI
+clients cannot read (no ``choices``, or choices without ``delta``); ``AzureStream`` drops
+or completes them. Non-streamed answers keep Azure's documented ``prompt_filter_results``
+and ``content_filter_results`` as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from gateway.errors import GatewayError
+from providers.base import COMPLETIONS, CallContext, SSEEvent, StreamTranslator, Target, UpstreamRequest
+from providers.openai import PATHS, OpenAIAdapter, OpenAIStream
+
+# A deployment name goes into the URL path, so it must not be able to leave its segment:
+# Azure names are letters, digits, '-', '_' and '.', which this allows and nothing else.
+_DEPLOYMENT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_V1_VERSIONS = {None, "", "v1"}
+_V1_QUERY_VERSIONS = {"preview", "latest"}
+_STREAM_OPTIONS_SINCE = "2024-09-01"
+
+_EMPTY_CHOICES_RE = re.compile(rb'"choices"\s*:\s*\[\s*\]')
+_USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
+# Keys only: a JSON string value cannot contain a bare quote, so `"delta":` is always a key.
+_DELTA_KEY_RE = re.compile(rb'"delta"\s*:')
+_TEXT_KEY_RE = re.compile(rb'"text"\s*:')
+_ID_RE = re.compile(rb'^\s*\{\s*"id"\s*:\s*"((?:[^"\\]|\\.)+)"')
+_CREATED_RE = re.compile(rb'"created"\s*:\s*([1-9][0-9]*)')
+
+
+class AzureStream(OpenAIStream):
+    """OpenAI relay plus Azure's annotation chunks made safe for OpenAI clients.
+
+    A chunk with empty ``choices`` and no usage (the prompt annotation) is dropped; a chunk
+    whose choices lack ``delta`` (chat) or ``text`` (completions), i.e. a completion
+    annotation, gets the missing field and the stream's id/object/created, so its
+    ``content_filter_results`` and a ``finish_reason: content_filter`` still reach the client.
+    """
+
+    __slots__ = ("chunk_id", "completions", "created")
+
+    def __init__(self, ctx: CallContext, completions: bool) -> None:
+        super().__init__(ctx)
+        self.completions = completions
+        self.chunk_id: str | None = None
+        self.created = ctx.created
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        data = event.data
+        if data[:1] != b"{":
+            # Microsoft's own samples show `data: [DONE] ` with a trailing blank.
+            return super().feed(SSEEvent(event.event, data.strip()))
+        if _EMPTY_CHOICES_RE.search(data):
+            return super().feed(event) if _USAGE_OBJ_RE.search(data) else []
+        if self.chunk_id is None:
+            head = _ID_RE.match(data)
+            created = _CREATED_RE.search(data)
+            if head and created:
+                self.chunk_id, self.created = head.group(1).decode(), int(created.group(1))
+        key_re = _TEXT_KEY_RE if self.completions else _DELTA_KEY_RE
+        if b'"choices"' in data and not key_re.search(data):
+            return [self._annotation(data)]
+        return super().feed(event)
+
+    def _annotation(self, data: bytes) -> bytes:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise GatewayError(502, "upstream sent a malformed stream chunk", code="upstream_bad_response") from None
+        for choice in obj.get("choices") or ():
+            if isinstance(choice, dict):
+                if self.completions:
+                    choice.setdefault("text", "")
+                else:
+                    choice.setdefault("delta", {})
+        obj["id"] = obj.get("id") or self.chunk_id or self.ctx.request_id
+        obj["object"] = "text_completion" if self.completions else "chat.completion.chunk"
+        obj["created"] = obj.get("created") or self.created
+        obj["model"] = self.ctx.client_model
+        if not self.ctx.include_usage:
+            obj.pop("usage", None)
+        return orjson.dumps(obj)
+
+
+class AzureAdapter(OpenAIAdapter):
+    kind = "azure"
+
+    def __init__(self, name: str, cfg: Any) -> None:
+        super().__init__(name, cfg)
+        self.base_url = _resource_endpoint(self.base_url)
+        version = cfg.api_version
+        self.classic = version not in _V1_VERSIONS and version not in _V1_QUERY_VERSIONS
+        query = f"?api-version={quote(version, safe='')}" if version and version not in _V1_VERSIONS else ""
+        self._query = query
+        # stream_options arrived in api-version 2024-09-01-preview; older dated versions refuse it.
+        self.stream_usage = not self.classic or version >= _STREAM_OPTIONS_SINCE
+        self._urls = {ep: f"{self.base_url}/openai/v1{path}{query}" for ep, path in PATHS.items()}
+        # Azure authenticates with `api-key`; an `authorization` the operator configured
+        # (e.g. a Microsoft Entra token) is kept, the one derived from api_key is not.
+        headers = {k: v for k, v in self._headers.items() if k != "authorization"}
+        headers.update({k.lower(): v for k, v in cfg.headers.items()})
+        if cfg.api_key is not None and cfg.api_key.get_secret_value():
+            headers["api-key"] = cfg.api_key.get_secret_value()
+        self._headers = headers
+
+    def url_for(self, endpoint: str, target: Target) -> str:
+        if not self.classic:
+            return self._urls[endpoint]
+        deployment = target.upstream_model
+        if not _DEPLOYMENT_RE.fullmatch(deployment) or deployment in (".", ".."):
+            raise GatewayError(
+                400,
+                f"'{deployment}' is not a valid Azure deployment name for provider '{self.name}' "
+                "(letters, digits, '-', '_' and '.' only).",
+                param="model",
+                code="invalid_deployment",
+            )
+        return f"{self.base_url}/openai/deployments/{deployment}{PATHS[endpoint]}{self._query}"
+
+    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
+        req = super().build_request(endpoint, body, target, ctx)
+        if req.stream and not self.stream_usage and not ctx.include_usage:
+            # Usage is then estimated from the stream, as for any upstream that reports none.
+            body.pop("stream_options", None)
+            req.body = orjson.dumps(body)
+        return req
+
+    def stream_translator(self, endpoint: str, ctx: CallContext) -> StreamTranslator:
+        return AzureStream(ctx, completions=endpoint == COMPLETIONS)
+
+
+def _resource_endpoint(base_url: str) -> str:
+    """``https://NAME.openai.azure.com`` from a base URL that may end in /openai or /openai/v1."""
+    url = base_url.rstrip("/")
+    for suffix in ("/openai/v1", "/openai"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
