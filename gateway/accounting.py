@@ -22,6 +22,7 @@ class UsageSink(Protocol):
 
 
 class MetricsSink(Protocol):
+    def begin(self) -> None: ...
     def observe(self, key: str, rec: UsageRecord, configured_model: bool) -> None: ...
     def upstream_error(self, provider: str, reason: str) -> None: ...
 
@@ -41,6 +42,7 @@ def _access_line(rec: UsageRecord) -> bytes:
             "completion_tokens": rec.completion_tokens,
             "latency_ms": round(rec.latency_ms, 2),
             "ttft_ms": None if rec.ttft_ms is None else round(rec.ttft_ms, 2),
+            "estimated": rec.estimated,
         }
     )
 
@@ -52,8 +54,13 @@ class Accountant:
         self.access_log = access_log
         self._out: Any = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
 
+    def begin(self) -> None:
+        """Called once per request as it starts: the in-flight gauge goes up until ``finish``."""
+        if self.metrics is not None:
+            self.metrics.begin()
+
     def finish(self, key_name: str | None, rec: UsageRecord, configured_model: bool) -> None:
-        """Called once per request. Requests without a valid key reach only the metrics."""
+        """Called once per request after ``begin``. Requests without a valid key reach only the metrics."""
         if key_name is not None:
             self.usage.submit(rec)
         if self.metrics is not None:

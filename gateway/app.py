@@ -22,10 +22,13 @@ from gateway.accounting import Accountant
 from gateway.config import Config, default_config, load_config
 from gateway.errors import GatewayError, not_found_route
 from gateway.http import Receive, Scope, Send, clean_request_id, dumps, send_error
+from gateway.metrics import Metrics
 from gateway.proxy import Pipeline
 from gateway.state import State, build_state
 from gateway.upstream import UpstreamClient
+from gateway.usage.redis_store import RedisStore
 from gateway.usage.store import MemoryStore, usage_body
+from gateway.usage.writer import UsageWriter
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 
 log = logging.getLogger("switchyard")
@@ -36,6 +39,9 @@ HOT_ROUTES = {
     "/v4/beta/completions": COMPLETIONS,
     "/v1/embeddings": EMBEDDINGS,
 }
+# The routes a metrics ``endpoint`` label may name; any other path is "other".
+METRIC_ENDPOINTS = (*HOT_ROUTES, "/v1/files", "/v1/fine_tuning/jobs", "/v1/batches")
+USAGE_FLUSH_TIMEOUT = 5.0  # at most this many seconds (and shutdown_grace) of shutdown go to writing usage
 
 
 def _json(status: int, obj: Any, request_id: str | None = None, headers: dict[str, str] | None = None) -> Response:
@@ -55,8 +61,21 @@ class Gateway:
     def __init__(self, cfg: Config) -> None:
         self.config = cfg
         self.upstream = UpstreamClient()
-        self.store = MemoryStore()
-        self.accountant = Accountant(self.store, None, cfg.server.access_log)
+        self.metrics = Metrics(cfg.metrics, METRIC_ENDPOINTS) if cfg.metrics.enabled else None
+        self.store: MemoryStore | RedisStore
+        self.writer: UsageWriter | None = None
+        if cfg.usage.redis_url:
+            self.store = RedisStore(cfg.usage)
+            self.writer = UsageWriter(
+                self.store,
+                batch_size=cfg.usage.batch_size,
+                flush_interval=cfg.usage.flush_interval,
+                buffer_size=cfg.usage.buffer_size,
+                metrics=self.metrics,
+            )
+        else:
+            self.store = MemoryStore(cfg.usage.log_max_len)
+        self.accountant = Accountant(self.writer or self.store, self.metrics, cfg.server.access_log)
         self.state: State = build_state(cfg, self.upstream, self.accountant)
         self.pipeline = Pipeline(self)
         self.started = time.time()
@@ -68,6 +87,7 @@ class Gateway:
                 Route("/v1/usage", self.get_usage, methods=["GET"]),
                 Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
                 Route("/readyz", self.readyz, methods=["GET", "HEAD"]),
+                *([Route("/metrics", self.metrics_text, methods=["GET"])] if self.metrics else []),
             ],
             exception_handlers={404: self._not_found, 405: self._not_allowed},
         )
@@ -108,12 +128,20 @@ class Gateway:
 
     async def startup(self) -> None:
         await self.upstream.start()
+        if self.metrics is not None:
+            self.metrics.reap_dead_workers()
+        if self.writer is not None:
+            self.writer.start()
         self.ready = True
 
     async def shutdown(self) -> None:
         self.ready = False
         await self.upstream.close()
+        if self.writer is not None:
+            await self.writer.close(min(self.config.server.shutdown_grace, USAGE_FLUSH_TIMEOUT))
         await self.store.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     # -- routes ----------------------------------------------------------------------------
     def _principal(self, request: Request) -> Any:
@@ -188,9 +216,18 @@ class Gateway:
         return _json(200, {"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        if not self.ready:
-            return _json(503, {"status": "not ready"})
-        return _json(200, {"status": "ready"})
+        # An unreachable Redis does not make the gateway unready: requests still succeed and
+        # records wait in the buffer (drops show in metrics); only a dead writer does.
+        usage = self.writer.status() if self.writer is not None else {"kind": "memory"}
+        if not self.ready or (self.writer is not None and not self.writer.running):
+            return _json(503, {"status": "not ready", "usage": usage})
+        return _json(200, {"status": "ready", "usage": usage})
+
+    async def metrics_text(self, request: Request) -> Response:
+        # Unauthenticated, like most exporters: keep the port off the public internet.
+        assert self.metrics is not None
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))

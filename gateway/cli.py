@@ -15,6 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import load_or_default
+    from gateway.metrics import prepare_multiprocess_dir
 
     path = args.config or os.environ.get("SWITCHYARD_CONFIG")
     try:
@@ -32,19 +33,24 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if is_default:
         os.environ.pop("SWITCHYARD_CONFIG", None)  # the factory then logs the demo warning
-    uvicorn.run(
-        "gateway.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=int(cfg.server.shutdown_grace),
-    )
+    # Before the workers start: they pick the metrics directory up from the environment.
+    cleanup_metrics = prepare_multiprocess_dir(workers)
+    try:
+        uvicorn.run(
+            "gateway.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=int(cfg.server.shutdown_grace),
+        )
+    finally:
+        cleanup_metrics()
     return 0
 
 

@@ -40,8 +40,13 @@ async def send_json(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def send_error(send: Send, err: GatewayError, request_id: str, close: bool = False) -> None:
+async def send_error(
+    send: Send, err: GatewayError, request_id: str, close: bool = False, more: list[tuple[bytes, bytes]] | None = None
+) -> None:
     extra = [(k.lower().encode(), str(v).encode()) for k, v in err.headers.items()]
+    if more:
+        names = {k for k, _ in extra}
+        extra.extend(h for h in more if h[0] not in names)
     if close:
         extra.append((b"connection", b"close"))
     await send_json(send, err.status, err.to_bytes(), request_id, extra)

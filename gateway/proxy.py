@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway.context import PARAM as OVERFLOW_PARAM
+from gateway.context import fit_async, overflow_error, parse_overflow
 from gateway.errors import GatewayError, model_not_allowed
 from gateway.http import ClientGone, Receive, Scope, Send, clean_request_id, read_body, send_error, send_json
 from gateway.sse import DONE, SSE_HEADERS, SSEParser, frame
@@ -37,10 +39,22 @@ _BAD_JSON = (
 class Outcome:
     """What the relay learned, for the usage record."""
 
-    __slots__ = ("completion_tokens", "done", "estimated", "prompt_tokens", "provider", "status", "ttft")
+    __slots__ = (
+        "completion_tokens",
+        "done",
+        "estimated",
+        "headers",
+        "prompt_estimate",
+        "prompt_tokens",
+        "provider",
+        "status",
+        "ttft",
+    )
 
     def __init__(self) -> None:
         self.done = False  # the last response message is being sent: a disconnect now is normal
+        self.headers: list[tuple[bytes, bytes]] = []  # rate-limit headers for every response
+        self.prompt_estimate = 0  # the gateway's own prompt count, used when the upstream gives none
         self.status = 500
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -99,7 +113,9 @@ class Pipeline:
         principal = None
         model = ""
         stream = False
+        admission = None
         self.in_flight += 1
+        state.accountant.begin()
         try:
             if self.in_flight > state.config.server.max_concurrent_requests:
                 # Shed load rather than queue without bound; clients retry after a second.
@@ -111,21 +127,31 @@ class Pipeline:
                     reason="overloaded",
                 )
             principal = state.keys.authenticate(auth, xkey)
-            body = _parse_body(await read_body(receive, state.max_body, declared))
-            CHECKS[endpoint](body)
-            model = body["model"]
+            raw = await read_body(receive, state.max_body, declared)
+            body = _parse_body(raw)
+            if isinstance(body.get("model"), str):
+                model = body["model"]  # recorded as asked even when validation refuses the request
             stream = body.get("stream") is True
+            CHECKS[endpoint](body)
             route = state.router.resolve(model)
             if not principal.allows(model):
                 raise model_not_allowed(model)
+            # A cheap prompt estimate for token limits; settled with the real usage afterwards.
+            out.prompt_estimate = len(raw) // 4
+            admission = await state.limiter.admit(principal.name, principal.limits, out.prompt_estimate)
+            out.headers = admission.headers
             await self._serve(state, scope, receive, send, endpoint, body, route, request_id, stream, out)
         except GatewayError as e:
             out.status = e.status
-            await send_error(send, e, request_id, close=e.status == 413)
+            await send_error(send, e, request_id, close=e.status == 413, more=out.headers)
         except ClientGone:
             out.status = 499
         finally:
             self.in_flight -= 1
+            if out.estimated and not out.prompt_tokens:
+                out.prompt_tokens = out.prompt_estimate
+            if admission is not None:
+                state.limiter.settle(admission, out.prompt_tokens + out.completion_tokens)
             state.accountant.finish(
                 principal.name if principal else None,
                 UsageRecord(
@@ -211,7 +237,7 @@ class Pipeline:
                 else:
                     out.status = 200
                     out.done = True
-                    await send_json(send, 200, orjson.dumps(opened), ctx.request_id)
+                    await send_json(send, 200, orjson.dumps(opened), ctx.request_id, out.headers)
                 return
             finally:
                 balancer.release(dep)
@@ -235,15 +261,26 @@ class Pipeline:
         stream: bool,
         out: Outcome,
     ) -> Any:
-        """One deployment, with its retries: the result (dict or open stream), or the last retryable error."""
+        """One deployment, with its retries: the result (dict or open stream), or the last retryable error.
+
+        The context window is fitted per deployment (windows differ); an upstream's own overflow
+        error is answered in our exact shape, or, in truncate mode, retried once with the budget
+        its numbers allow.
+        """
         cfg = dep.adapter.cfg
         adapter = dep.adapter
+        native = adapter.capabilities.native_overflow
+        fitted_body = dict(body)  # adapters and fitting change keys; the client's body stays as sent
+        behaviour = fitted_body.get(OVERFLOW_PARAM) or dep.facts.overflow
+        fitted = await fit_async(endpoint, fitted_body, dep.facts, adapter.kind, native)
+        if native:
+            fitted_body.setdefault(OVERFLOW_PARAM, dep.facts.overflow)
+        if fitted is not None:
+            out.prompt_estimate = fitted.prompt_tokens
         attempt = 0
+        corrected = False
         while True:
-            b = dict(body)  # adapters may set keys; each attempt starts from the client's body
-            if not adapter.capabilities.native_overflow:
-                b.pop("context_length_exceeded_behavior", None)
-            ureq = adapter.build_request(endpoint, b, dep.target, ctx)
+            ureq = adapter.build_request(endpoint, dict(fitted_body), dep.target, ctx)
             ureq.headers["x-request-id"] = ctx.request_id
             out.provider = dep.provider
             try:
@@ -253,6 +290,16 @@ class Pipeline:
                     result = await self._call_json(state, dep, ureq, endpoint, ctx, out)
             except GatewayError as e:
                 state.accountant.upstream_error(dep.provider, e.reason)  # once per failed attempt
+                if e.status == 400 and e.code != "context_length_exceeded" and (nums := parse_overflow(e.message)):
+                    window, prompt, completion = nums
+                    budget = next((fitted_body[k] for k in BUDGET_KEYS if isinstance(fitted_body.get(k), int)), None)
+                    if behaviour == "truncate" and not corrected and budget is not None and window - prompt >= 1:
+                        for k in BUDGET_KEYS:
+                            if isinstance(fitted_body.get(k), int):
+                                fitted_body[k] = min(fitted_body[k], window - prompt)
+                        corrected = True  # once: never loop on an upstream that keeps refusing
+                        continue
+                    raise overflow_error(endpoint, window, prompt, completion or budget) from None
                 if not _retryable(e):
                     raise
                 state.balancer.failure(dep)
@@ -322,7 +369,7 @@ class Pipeline:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [*SSE_HEADERS, (b"x-request-id", ctx.request_id.encode())],
+                    "headers": [*SSE_HEADERS, (b"x-request-id", ctx.request_id.encode()), *out.headers],
                 }
             )
             out.status = 200
@@ -377,6 +424,7 @@ class _OpenStream:
         self.pending = pending
 
 
+BUDGET_KEYS = ("max_completion_tokens", "max_tokens")
 _RETRYABLE = frozenset({408, 409, 429})
 _MAX_RETRY_AFTER = 30.0  # longer upstream Retry-After: move on to the next deployment instead
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gateway.config import Config, ModelConfig, ProviderConfig
 from gateway.errors import model_not_found
+from gateway.tokens import tokenizer_for
 from providers import make_adapter
 from providers.base import Adapter, Target
 
@@ -68,7 +69,7 @@ class Router:
         facts = ModelFacts(
             context_window=f.context_window if f else None,
             max_output_tokens=f.max_output_tokens if f else None,
-            tokenizer=f.tokenizer if f else None,
+            tokenizer=tokenizer_for(upstream, pcfg.kind, f.tokenizer if f else None),
             overflow=_overflow(f, pcfg),
         )
         target = Target(

@@ -8,6 +8,7 @@ from gateway.accounting import Accountant
 from gateway.auth import KeyTable
 from gateway.balancer import Balancer
 from gateway.config import Config
+from gateway.limits import Limiter
 from gateway.routing import Router
 from gateway.upstream import UpstreamClient
 
@@ -20,12 +21,27 @@ class State:
     upstream: UpstreamClient
     accountant: Accountant
     balancer: Balancer
+    limiter: Limiter
     max_body: int
 
 
 def build_state(
-    cfg: Config, upstream: UpstreamClient, accountant: Accountant, balancer: Balancer | None = None
+    cfg: Config,
+    upstream: UpstreamClient,
+    accountant: Accountant,
+    balancer: Balancer | None = None,
+    limiter: Limiter | None = None,
 ) -> State:
+    """A State for ``cfg``; the balancer (breaker state) and limiter (connections) carry over reloads."""
+    if limiter is None:
+        limiter = Limiter(cfg.usage.redis_url, cfg.usage.prefix, cfg.server.limits_when_redis_down)
     return State(
-        cfg, KeyTable(cfg), Router(cfg), upstream, accountant, balancer or Balancer(), cfg.server.max_body_bytes
+        cfg,
+        KeyTable(cfg),
+        Router(cfg),
+        upstream,
+        accountant,
+        balancer or Balancer(),
+        limiter,
+        cfg.server.max_body_bytes,
     )

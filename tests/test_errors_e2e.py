@@ -29,13 +29,21 @@ def gw(fault, gateway_factory):
     srv, _app = fault
     cfg = base_config()
     cfg["server"]["max_body_bytes"] = 4096
-    cfg["providers"]["faulty"] = {"kind": "openai", "base_url": srv.url + "/v1", "api_key": "sk-up", "timeout": 0.5, "retries": 0}
+    cfg["providers"]["faulty"] = {
+        "kind": "openai",
+        "base_url": srv.url + "/v1",
+        "api_key": "sk-up",
+        "timeout": 0.5,
+        "retries": 0,
+    }
     cfg["providers"]["dead"] = {"kind": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "retries": 0}
     return gateway_factory(cfg)
 
 
 def post(gw, path: str, content: bytes | str, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.post(gw.url + path, content=content, headers={**H, "content-type": "application/json", **(headers or {})}, timeout=10)
+    return httpx.post(
+        gw.url + path, content=content, headers={**H, "content-type": "application/json", **(headers or {})}, timeout=10
+    )
 
 
 def err(r: httpx.Response) -> dict:
@@ -78,15 +86,33 @@ def test_non_object_body(gw):
         ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "n": 129}', "n"),
         ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', "max_tokens"),
         ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": "10"}', "max_tokens"),
-        ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 3}', "presence_penalty"),
-        ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "frequency_penalty": -2.1}', "frequency_penalty"),
-        ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}', "stop"),
+        (
+            '{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 3}',
+            "presence_penalty",
+        ),
+        (
+            '{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "frequency_penalty": -2.1}',
+            "frequency_penalty",
+        ),
+        (
+            '{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}',
+            "stop",
+        ),
         ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "stop": 7}', "stop"),
         ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "logprobs": 3}', "logprobs"),
-        ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}', "top_logprobs"),
+        (
+            '{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}',
+            "top_logprobs",
+        ),
         ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
-        ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}', "stream_options"),
-        ('{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "context_length_exceeded_behavior": "drop"}', "context_length_exceeded_behavior"),
+        (
+            '{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}',
+            "stream_options",
+        ),
+        (
+            '{"model": "mock/echo", "messages": [{"role": "user", "content": "x"}], "context_length_exceeded_behavior": "drop"}',
+            "context_length_exceeded_behavior",
+        ),
     ],
 )
 def test_chat_parameter_checks(gw, body, param):
@@ -156,8 +182,11 @@ def test_body_too_large_is_413_without_reading_on(gw):
     assert r.status_code == 413 and err(r)["code"] == "request_too_large"
     # Declared length over the limit: refused from the header, before the body is sent.
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " + CLIENT_KEY.encode()
-                  + b"\r\ncontent-type: application/json\r\ncontent-length: 100000000\r\n\r\n")
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer "
+            + CLIENT_KEY.encode()
+            + b"\r\ncontent-type: application/json\r\ncontent-length: 100000000\r\n\r\n"
+        )
         resp = http.client.HTTPResponse(s)
         resp.begin()
         assert resp.status == 413
@@ -212,23 +241,33 @@ def sdk(gw) -> openai.OpenAI:
 
 
 def test_stream_cut_mid_way_ends_with_error_event(gw):
-    with httpx.stream("POST", gw.url + "/v1/chat/completions", content=chat("faulty/cut-stream", stream=True), headers=H) as r:
+    with httpx.stream(
+        "POST", gw.url + "/v1/chat/completions", content=chat("faulty/cut-stream", stream=True), headers=H
+    ) as r:
         assert r.status_code == 200
         text = r.read().decode()
     assert "one " in text and "[DONE]" not in text
     assert text.rstrip().splitlines()[-1].startswith('data: {"error"')
     with pytest.raises(openai.APIError):
-        list(sdk(gw).chat.completions.create(model="faulty/cut-stream", messages=[{"role": "user", "content": "x"}], stream=True))
+        list(
+            sdk(gw).chat.completions.create(
+                model="faulty/cut-stream", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        )
 
 
 def test_stream_upstream_error_event(gw):
-    with httpx.stream("POST", gw.url + "/v1/chat/completions", content=chat("faulty/error-event", stream=True), headers=H) as r:
+    with httpx.stream(
+        "POST", gw.url + "/v1/chat/completions", content=chat("faulty/error-event", stream=True), headers=H
+    ) as r:
         text = r.read().decode()
     assert "model crashed" in text and "[DONE]" not in text
 
 
 def test_stream_idle_timeout_after_commit(gw):
-    with httpx.stream("POST", gw.url + "/v1/chat/completions", content=chat("faulty/hang-stream", stream=True), headers=H, timeout=10) as r:
+    with httpx.stream(
+        "POST", gw.url + "/v1/chat/completions", content=chat("faulty/hang-stream", stream=True), headers=H, timeout=10
+    ) as r:
         text = r.read().decode()
     assert "two " in text and "upstream_timeout" in text and "[DONE]" not in text
 
@@ -243,7 +282,9 @@ def test_stream_that_fails_before_first_event_is_plain_json_error(gw):
 def test_client_disconnect_closes_upstream(gw, fault):
     _srv, app = fault
     before = app.disconnects
-    with httpx.stream("POST", gw.url + "/v1/chat/completions", content=chat("faulty/slow-stream", stream=True), headers=H) as r:
+    with httpx.stream(
+        "POST", gw.url + "/v1/chat/completions", content=chat("faulty/slow-stream", stream=True), headers=H
+    ) as r:
         it = r.iter_lines()
         for line in it:
             if line.startswith("data:"):
@@ -255,6 +296,9 @@ def test_client_disconnect_closes_upstream(gw, fault):
 
 
 def test_stream_without_upstream_usage_is_estimated_and_relayed(gw):
-    chunks = list(sdk(gw).chat.completions.create(model="faulty/no-usage-stream", messages=[{"role": "user", "content": "x"}],
-                                                 stream=True))
+    chunks = list(
+        sdk(gw).chat.completions.create(
+            model="faulty/no-usage-stream", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "a b c"

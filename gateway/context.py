@@ -1,0 +1,240 @@
+"""The context-window decision: does prompt + completion budget fit the model's window?
+
+``context_length_exceeded_behavior`` (seed 001) comes from the body or the model's configured
+default. With ``truncate`` an oversized budget is lowered to what is left of the window; with
+``error`` the request is refused with OpenAI's own 400 ``context_length_exceeded``. Providers that
+understand the parameter (Fireworks) receive it and decide; everyone else never sees it.
+
+Counts are exact when the model's tokenizer is known. Otherwise the gateway works with bounds:
+it truncates by the upper one and refuses only what even the lower one cannot fit; the rest
+goes upstream, whose own overflow error ``parse_overflow`` can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import GatewayError
+from gateway.tokens import Bounds, Encoder, encoding, is_loaded, measure_chat, measure_text, tokenizer_for
+
+if TYPE_CHECKING:
+    from gateway.routing import ModelFacts
+
+PARAM = "context_length_exceeded_behavior"
+CHAT = "chat"
+COMPLETIONS = "completions"
+_BUDGET_KEYS = ("max_completion_tokens", "max_tokens")  # the first one present is the budget
+_ESTIMATOR = "cl100k_base"  # what estimate_upper counts with
+# Prompts with more text than this are counted in a worker thread (tiktoken releases the GIL).
+_INLINE_CHARS = 32 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    prompt_tokens: int  # all prompts together; the upper bound when not exact
+    exact: bool
+    budget: int | None  # the completion budget after the decision; None when the client gave none
+
+
+def fit(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind: str, native: bool) -> Fit | None:
+    """Check ``body`` against the model's window; may lower its budget in place or raise 400.
+
+    ``native``: the provider handles the parameter itself, so it stays and nothing is checked.
+    Otherwise the parameter is removed, and without a ``context_window`` nothing is checked.
+    ``facts.tokenizer`` should already be ``tokenizer_for(upstream, kind, configured)``; when it
+    is None the body's model name is tried, then estimates are used.
+    """
+    if native:
+        return None
+    behaviour = body.pop(PARAM, None) or facts.overflow
+    window = facts.context_window
+    if window is None or endpoint not in (CHAT, COMPLETIONS):
+        return None
+    name = _tokenizer(body, facts, kind)
+    prompts = list(_measure(endpoint, body, encoding(name) if name else None))
+    low = max(p.low for p in prompts)
+    high = max(p.high for p in prompts)
+    budget = _budget(body)
+    new = _decide(endpoint, window, low, high, budget, behaviour, facts.max_output_tokens)
+    if budget is not None and new is not None and new < budget:
+        for k in _BUDGET_KEYS:
+            v = body.get(k)
+            if _is_int(v) and v > new:
+                body[k] = new
+    return Fit(sum(p.high for p in prompts), all(p.exact for p in prompts), new)
+
+
+async def fit_async(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind: str, native: bool) -> Fit | None:
+    """``fit``, in a worker thread when the prompt is large or its tokenizer is not loaded yet."""
+    if not native and facts.context_window is not None and endpoint in (CHAT, COMPLETIONS):
+        name = _tokenizer(body, facts, kind) or _ESTIMATOR
+        if not is_loaded(name) or _text_chars(endpoint, body) > _INLINE_CHARS:
+            return await asyncio.to_thread(fit, endpoint, body, facts, kind, native)
+    return fit(endpoint, body, facts, kind, native)
+
+
+def _tokenizer(body: dict[str, Any], facts: ModelFacts, kind: str) -> str | None:
+    if facts.tokenizer:
+        return facts.tokenizer
+    model = body.get("model")
+    return tokenizer_for(model, kind, None) if isinstance(model, str) else None
+
+
+def _decide(
+    endpoint: str, window: int, low: int, high: int, budget: int | None, behaviour: str, max_output: int | None
+) -> int | None:
+    """The budget to send (``budget`` itself when it fits), or raise the overflow error.
+
+    ``low == high`` for exact counts. A request always needs room for one completion token.
+    """
+    if budget is None:
+        # Nothing to truncate; vLLM likewise refuses a prompt that fills the whole window.
+        if low >= window:
+            raise overflow_error(endpoint, window, low, None)
+        return None
+    if behaviour != "truncate":
+        if low + budget > window:
+            raise overflow_error(endpoint, window, low, budget)
+        return budget
+    cap = window - high if max_output is None else min(window - high, max_output)
+    if budget <= cap:
+        return budget
+    if cap >= 1:
+        return cap
+    room = window - low
+    if room < 1:
+        raise overflow_error(endpoint, window, low, budget)
+    # Only estimates get here: the prompt may fit, the gateway cannot tell. It goes upstream with
+    # the most that could fit and the upstream's own overflow error settles it.
+    return min(budget, room) if max_output is None else min(budget, room, max_output)
+
+
+def _measure(endpoint: str, body: dict[str, Any], enc: Encoder | None) -> Iterator[Bounds]:
+    if endpoint == CHAT:
+        messages = body.get("messages")
+        tools = body.get("tools") or body.get("functions")
+        yield measure_chat(
+            messages if isinstance(messages, list) else [],
+            tools if isinstance(tools, list) else None,
+            enc,
+            body.get("response_format"),
+        )
+        return
+    suffix = body.get("suffix")
+    extra = measure_text(suffix, enc) if isinstance(suffix, str) else Bounds(0, 0, True)
+    for p in _prompts(body.get("prompt")):
+        b = Bounds(len(p), len(p), True) if isinstance(p, list) else measure_text(p, enc)
+        yield Bounds(b.low + extra.low, b.high + extra.high, b.exact and extra.exact)
+
+
+def _prompts(prompt: Any) -> list[str | list[Any]]:
+    """Each prompt of a completions request: a string, or a token list (counted as its length)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not isinstance(prompt, list) or not prompt:
+        return [""]
+    if all(_is_int(x) for x in prompt):
+        return [prompt]
+    return [p if isinstance(p, str | list) else "" for p in prompt]
+
+
+def _budget(body: dict[str, Any]) -> int | None:
+    for k in _BUDGET_KEYS:
+        v = body.get(k)
+        if _is_int(v):
+            return v
+    return None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _text_chars(endpoint: str, body: dict[str, Any]) -> int:
+    """Roughly how much text would be tokenized; cheap next to tokenizing it."""
+    if endpoint == COMPLETIONS:
+        prompt = body.get("prompt")
+        items = [prompt] if isinstance(prompt, str) else prompt if isinstance(prompt, list) else []
+        return sum(len(p) for p in items if isinstance(p, str))
+    n = 0
+    messages = body.get("messages")
+    for m in messages if isinstance(messages, list) else []:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            n += len(content)
+        elif isinstance(content, list):
+            n += sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return n
+
+
+def overflow_error(endpoint: str, window: int, prompt: int, completion: int | None) -> GatewayError:
+    """OpenAI's own 400 ``context_length_exceeded`` (the chat wording, as the contract gives it;
+    ``param`` is ``prompt`` for completions)."""
+    param = "prompt" if endpoint == COMPLETIONS else "messages"
+    if completion is None:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, your messages resulted in "
+            f"{prompt} tokens. Please reduce the length of the messages."
+        )
+    else:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
+            "Please reduce the length of the messages or completion."
+        )
+    return GatewayError(400, message, type="invalid_request_error", param=param, code="context_length_exceeded")
+
+
+# Upstream overflow wordings -> (window, prompt tokens, requested completion); the named groups
+# w/p/c, plus t (a stated total) and f (function tokens) that are checked or folded in.
+# Wordings with "at least" (vLLM >= 0.11) or "about" (OpenRouter) are not exact and not listed.
+_OVERFLOW = [
+    re.compile(p)
+    for p in (
+        # OpenAI, Azure OpenAI, vLLM < 0.11 (chat)
+        r"maximum context length is (?P<w>\d+) tokens\. However, you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<c>\d+) in the completion\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<f>\d+) in the functions, and (?P<c>\d+) in the completion\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, your messages resulted in (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<f>\d+) in the functions\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, your messages resulted in (?P<p>\d+) tokens\.",
+        # OpenAI and Azure legacy completions
+        r"maximum context length is (?P<w>\d+) tokens, however you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in your prompt; (?P<c>\d+) for the completion\)",
+        # vLLM (serving_engine.py): prompt alone, then prompt + max_tokens
+        r"maximum context length is (?P<w>\d+) tokens\. However, your request has (?P<p>\d+) input tokens\.",
+        r"is too large: (?P<c>\d+)\. This model's maximum context length is (?P<w>\d+) tokens "
+        r"and your request has (?P<p>\d+) input tokens",
+        # Azure OpenAI (GPT-5 input limit)
+        r"Input tokens exceed the configured limit of (?P<w>\d+) tokens\. Your messages resulted in (?P<p>\d+) tokens",
+        # Anthropic
+        r"prompt is too long: (?P<p>\d+) tokens > (?P<w>\d+) maximum",
+        r"input length and `max_tokens` exceed context limit: (?P<p>\d+) \+ (?P<c>\d+) > (?P<w>\d+)",
+        # Gemini
+        r"input token count \((?P<p>\d+)\) exceeds the maximum number of tokens allowed \((?P<w>\d+)\)",
+    )
+]
+
+
+def parse_overflow(message: str) -> tuple[int, int, int] | None:
+    """(window, prompt tokens, requested completion) from an upstream's overflow message.
+
+    The completion is 0 when the message names none. None when the message is not a known
+    wording or its numbers are not exact (or do not add up).
+    """
+    for rx in _OVERFLOW:
+        m = rx.search(message)
+        if m is None:
+            continue
+        g = {k: int(v) for k, v in m.groupdict().items() if v is not None}
+        prompt = g["p"] + g.get("f", 0)
+        completion = g.get("c", 0)
+        if "t" in g and g["t"] != prompt + completion:
+            return None
+        return g["w"], prompt, completion
+    return None

@@ -1,0 +1,261 @@
+"""The Prometheus collectors (DESIGN §1 "Prometheus": names and labels are contract).
+
+Every label value is bounded: key names come from the config ("unauthenticated" for a request
+without a valid key), vendors from the providers map, models are the configured names plus at
+most ``metrics.max_passthrough_models`` passthrough names per process (the rest ``other``),
+endpoints are the known routes (the rest ``other``). The request path does one dict lookup for
+a bundle of label-bound children instead of five ``.labels()`` calls.
+
+With ``switchyard serve --workers N`` the metrics live in prometheus-client's multiprocess
+files (``PROMETHEUS_MULTIPROC_DIR``, prepared by ``prepare_multiprocess_dir`` before the workers
+start) and any worker's ``GET /metrics`` renders the sum over all of them
+(https://prometheus.github.io/client_python/multiprocess/).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+from gateway.config import MetricsConfig
+from gateway.usage.record import UsageRecord
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+OTHER = "other"
+NONE = "none"
+UNAUTHENTICATED = "unauthenticated"
+MAX_ERROR_REASONS = 50  # upstream error codes can come from the upstream: bound them too
+
+# LLM calls take from tens of milliseconds (embeddings, cached) to minutes (long generations).
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+TTFT_BUCKETS = LATENCY_BUCKETS
+
+# The contract's series, as exported (counters with ``_total``; histograms add _bucket/_sum/_count).
+EXPORTED = frozenset(
+    {
+        "switchyard_requests_total",
+        "switchyard_tokens_total",
+        "switchyard_request_duration_seconds",
+        "switchyard_time_to_first_token_seconds",
+        "switchyard_upstream_errors_total",
+        "switchyard_in_flight_requests",
+        "switchyard_usage_buffered_records",
+        "switchyard_usage_dropped_records_total",
+    }
+)
+
+
+def multiprocess_mode() -> bool:
+    """Whether this process writes metrics to the shared files (decided when prometheus-client loaded)."""
+    return values.ValueClass is not values.MutexValue
+
+
+@dataclass(slots=True)
+class _Children:
+    requests: Counter
+    prompt: Counter
+    completion: Counter
+    duration: Histogram
+    ttft: Histogram
+
+
+class Metrics:
+    def __init__(self, cfg: MetricsConfig, endpoints: Iterable[str]) -> None:
+        # Without ``_created`` series: multiprocess mode cannot export them, so every worker
+        # count shows the same series.
+        disable_created_metrics()
+        self.multiprocess = multiprocess_mode()
+        # A registry per instance: several gateways in one process (tests) must not collide.
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "switchyard_requests_total",
+            "Requests answered, by key, vendor, model, endpoint and HTTP status.",
+            ["key", "vendor", "model", "endpoint", "status"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "switchyard_tokens_total",
+            "Tokens accounted (as reported by the upstream), by kind: prompt or completion.",
+            ["key", "vendor", "model", "kind"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "switchyard_request_duration_seconds",
+            "Time from the request's arrival to the end of the answer.",
+            ["vendor", "model", "endpoint", "stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "switchyard_time_to_first_token_seconds",
+            "Time from a streamed request's arrival to its first event sent to the client.",
+            ["vendor", "model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "switchyard_upstream_errors_total",
+            "Upstream failures, by provider and reason.",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "switchyard_in_flight_requests", "Requests being served.", registry=r, multiprocess_mode="livesum"
+        )
+        self.buffered = Gauge(
+            "switchyard_usage_buffered_records",
+            "Usage records waiting to be written to the usage store.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.dropped = Counter(
+            "switchyard_usage_dropped_records_total",
+            "Usage records dropped: the buffer was full, or the store could not take them.",
+            registry=r,
+        )
+        self.max_passthrough = cfg.max_passthrough_models
+        self._endpoints = {e: e for e in endpoints}
+        self._passthrough: set[str] = set()
+        self._children: dict[tuple[str, str, str, str, int, bool], _Children] = {}
+        self._errors: dict[tuple[str, str], Counter] = {}
+
+    # -- the request path ------------------------------------------------------------------
+    def begin(self) -> None:
+        self.in_flight.inc()
+
+    def observe(self, key: str, rec: UsageRecord, configured_model: bool) -> None:
+        """One finished request (ends what ``begin`` started)."""
+        self.in_flight.dec()
+        vendor = rec.provider or NONE
+        model = self._model_label(rec.model, rec.provider, configured_model)
+        endpoint = self._endpoints.get(rec.endpoint, OTHER)
+        ident = (key, vendor, model, endpoint, rec.status, rec.stream)
+        c = self._children.get(ident) or self._bind(ident)
+        c.requests.inc()
+        if rec.prompt_tokens > 0:
+            c.prompt.inc(rec.prompt_tokens)
+        if rec.completion_tokens > 0:
+            c.completion.inc(rec.completion_tokens)
+        c.duration.observe(rec.latency_ms / 1000.0)
+        if rec.stream and rec.ttft_ms is not None:
+            c.ttft.observe(rec.ttft_ms / 1000.0)
+
+    def upstream_error(self, provider: str, reason: str) -> None:
+        ident = (provider if provider and provider != "-" else NONE, reason or OTHER)
+        child = self._errors.get(ident)
+        if child is None:
+            if len(self._errors) >= MAX_ERROR_REASONS:
+                ident = (ident[0], OTHER)
+            child = self._errors.get(ident) or self.upstream_errors.labels(*ident)
+            self._errors[ident] = child
+        child.inc()
+
+    # -- the usage writer ------------------------------------------------------------------
+    def usage_buffered(self, n: int) -> None:
+        self.buffered.set(n)
+
+    def usage_dropped(self, n: int) -> None:
+        self.dropped.inc(n)
+
+    # -- labels ----------------------------------------------------------------------------
+    def _model_label(self, model: str, provider: str, configured: bool) -> str:
+        if configured:
+            return model
+        if not model:
+            return NONE
+        if not provider:
+            return OTHER  # never routed (unknown vendor): a made-up name must not take a label slot
+        if model in self._passthrough:
+            return model
+        if len(self._passthrough) < self.max_passthrough:
+            self._passthrough.add(model)
+            return model
+        return OTHER
+
+    def _bind(self, ident: tuple[str, str, str, str, int, bool]) -> _Children:
+        key, vendor, model, endpoint, status, stream = ident
+        c = _Children(
+            requests=self.requests.labels(key, vendor, model, endpoint, str(status)),
+            prompt=self.tokens.labels(key, vendor, model, "prompt"),
+            completion=self.tokens.labels(key, vendor, model, "completion"),
+            duration=self.duration.labels(vendor, model, endpoint, "true" if stream else "false"),
+            ttft=self.ttft.labels(vendor, model),
+        )
+        self._children[ident] = c
+        return c
+
+    # -- exposition ------------------------------------------------------------------------
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition: this process's registry, or the sum over every worker's files."""
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def reap_dead_workers(self) -> None:
+        """Forget the live gauges of workers that died without a clean exit (killed, crashed)."""
+        if not self.multiprocess:
+            return
+        path = os.environ[MULTIPROC_ENV]
+        for f in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+            pid = os.path.basename(f)[: -len(".db")].rpartition("_")[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                multiprocess.mark_process_dead(int(pid), path)
+
+    def close(self) -> None:
+        """A clean worker exit: its in-flight and buffered gauges leave the sums."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid(), os.environ[MULTIPROC_ENV])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
+
+
+def prepare_multiprocess_dir(workers: int) -> Callable[[], None]:
+    """Set up ``PROMETHEUS_MULTIPROC_DIR`` before the workers start; returns the clean-up for exit.
+
+    An operator's directory (the variable already set) is used and emptied of stale files, as
+    prometheus-client requires between runs; otherwise several workers get a fresh temporary
+    directory that is removed on exit. One worker without the variable keeps in-memory metrics.
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for f in glob.glob(os.path.join(path, "*.db")):
+            os.remove(f)
+        return lambda: None
+    if workers <= 1:
+        return lambda: None
+    path = tempfile.mkdtemp(prefix="switchyard-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+
+    def cleanup() -> None:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+    return cleanup

@@ -1,0 +1,259 @@
+"""The Redis usage store: the contract's layout (DESIGN §1 "Usage records"), written idempotently.
+
+Layout (ops query it directly, so it is contract; nothing here expires it):
+
+    {prefix}usage:{key}:{YYYYMMDD}   hash: the five FIELDS, and ``{model}|{field}`` for each model
+    {prefix}log                      stream: one entry per request, trimmed with ``XADD MAXLEN ~``
+
+A batch of records is written as *units*, each one Lua script over one data key and one guard
+key ``{prefix}seen:{<tag>}:{batch id}`` whose hash tag puts it in the data key's cluster slot.
+The script claims the guard (``SET NX EX``) before it increments, so replaying a batch whose
+reply was lost (a timeout after Redis applied it) counts it once. One data key per script means
+no CROSSSLOT on Redis Cluster although the contract's names carry no hash tag (hash tags:
+https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags). Once a batch is
+confirmed its guards are deleted in the next round trip, so guards only live while a batch is
+in doubt; their TTL cleans up after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.retry import Retry
+
+from gateway.config import UsageConfig
+from gateway.errors import GatewayError
+from gateway.usage.record import UsageRecord
+from gateway.usage.store import FIELDS, parse_hash, record_increments
+
+log = logging.getLogger("switchyard.usage")
+
+GUARD_TTL = 86_400  # seconds; only matters for guards a crash left behind
+SOCKET_TIMEOUT = 2.0  # a hung Redis must fail a round trip fast; the writer retries
+CONNECT_TIMEOUT = 1.0
+_MAX_STALE_GUARDS = 10_000  # guards waiting for deletion; beyond this their TTL does the job
+
+# KEYS[1] usage hash, KEYS[2] guard; ARGV[1] guard TTL, then field/increment pairs.
+HASH_SCRIPT = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+# KEYS[1] log stream, KEYS[2] guard; ARGV[1] guard TTL, ARGV[2] MAXLEN, ARGV[3] fields per entry,
+# then the entries' field/value pairs back to back.
+LOG_SCRIPT = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local n = tonumber(ARGV[3]) * 2
+for i = 4, #ARGV, n do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, i, i + n - 1))
+end
+return 1
+"""
+
+LOG_FIELDS = (
+    "id",
+    "ts",
+    "key",
+    "model",
+    "provider",
+    "endpoint",
+    "status",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "estimated",
+)
+
+
+def usage_key(prefix: str, key: str, day: str) -> str:
+    return f"{prefix}usage:{key}:{day}"
+
+
+def log_values(rec: UsageRecord) -> tuple[str, ...]:
+    """One log entry's values in ``LOG_FIELDS`` order (``ttft_ms`` empty when not a stream)."""
+    return (
+        rec.id,
+        f"{rec.ts:.3f}",
+        rec.key,
+        rec.model,
+        rec.provider,
+        rec.endpoint,
+        str(rec.status),
+        "1" if rec.stream else "0",
+        str(rec.prompt_tokens),
+        str(rec.completion_tokens),
+        f"{rec.latency_ms:.1f}",
+        "" if rec.ttft_ms is None else f"{rec.ttft_ms:.1f}",
+        "1" if rec.estimated else "0",
+    )
+
+
+def hash_increments(records: Iterable[UsageRecord], prefix: str) -> dict[str, dict[str, int]]:
+    """Per usage hash, the summed increments of a batch (zeros kept so the five fields always exist)."""
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in records:
+        h = out[usage_key(prefix, r.key, r.day)]
+        for f, inc in zip(FIELDS, record_increments(r), strict=True):
+            h[f] += inc
+            h[f"{r.model}|{f}"] += inc
+    return out
+
+
+@functools.cache
+def _tag_for_slot(slot: int) -> str:
+    # Any brace-free string hashing to ``slot``; CRC16 spreads "s<n>" over every slot quickly.
+    for i in range(1 << 22):
+        tag = f"s{i}"
+        if key_slot(tag.encode()) == slot:
+            return tag
+    raise RuntimeError(f"no tag found for slot {slot}")  # unreachable for CRC16 over 16384 slots
+
+
+def guard_key(prefix: str, data_key: str, batch_id: str) -> str:
+    """The guard for one unit, in the same cluster slot as ``data_key``."""
+    tag = data_key
+    if "{" in data_key or "}" in data_key:
+        # The key carries braces (a hash tag in the prefix or key name): hash to its slot explicitly.
+        tag = _tag_for_slot(key_slot(data_key.encode()))
+    return f"{prefix}seen:{{{tag}}}:{batch_id}"
+
+
+class RedisStore:
+    """Reads and idempotent batch writes; connects lazily and detects Redis Cluster by itself."""
+
+    def __init__(
+        self, cfg: UsageConfig, socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT
+    ) -> None:
+        self.url = cfg.redis_url
+        self.prefix = cfg.prefix
+        self.log_key = f"{cfg.prefix}log"
+        self.log_max_len = cfg.log_max_len
+        self.socket_timeout = socket_timeout
+        self.connect_timeout = connect_timeout
+        self.cluster: bool | None = None  # known after the first connection
+        self._r: Any = None
+        self._connecting: asyncio.Task[Any] | None = None
+        self._stale_guards: list[str] = []
+
+    # -- connection ------------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        return {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            # One quick retry on a dropped pooled connection (Redis restarted); timeouts are
+            # not retried here: the writer backs off and retries the whole batch itself.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "decode_responses": True,
+        }
+
+    async def client(self) -> Any:
+        if self._r is not None:
+            return self._r
+        # Concurrent callers (the writer, a usage read) share one attempt rather than queue up
+        # behind each other's timeouts.
+        if self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        task = self._connecting
+        try:
+            self._r = await asyncio.shield(task)
+        finally:
+            if task.done() and self._connecting is task:
+                self._connecting = None
+        return self._r
+
+    async def _connect(self) -> Any:
+        plain = Redis.from_url(self.url, **self._options())
+        try:
+            info = await plain.info("cluster")
+        except ResponseError:
+            info = {}  # INFO denied by an ACL or renamed away: only a cluster needs it, assume standalone
+        except BaseException:
+            await plain.aclose()
+            raise
+        self.cluster = bool(info.get("cluster_enabled"))
+        if not self.cluster:
+            return plain
+        await plain.aclose()
+        cluster = RedisCluster.from_url(self.url, **self._options())
+        await cluster.initialize()
+        return cluster
+
+    async def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        if self._r is not None:
+            r, self._r = self._r, None
+            await r.aclose()
+
+    async def ping(self) -> bool:
+        r = await self.client()
+        return bool(await r.ping())
+
+    # -- writes ----------------------------------------------------------------------------
+    def _log_args(self, records: list[UsageRecord]) -> list[str]:
+        args = [str(GUARD_TTL), str(self.log_max_len), str(len(LOG_FIELDS))]
+        for r in records:
+            for name, value in zip(LOG_FIELDS, log_values(r), strict=True):
+                args += (name, value)
+        return args
+
+    async def write_batch(self, batch_id: str, records: list[UsageRecord]) -> None:
+        """Write one batch in one pipelined round trip (one per node on a cluster).
+
+        Safe to call again with the same ``batch_id`` and records after any failure: units
+        already applied are skipped. Raises on the first failed unit.
+        """
+        r = await self.client()
+        pipe = r.pipeline(transaction=False)
+        guards = []
+        for hkey, incs in hash_increments(records, self.prefix).items():
+            g = guard_key(self.prefix, hkey, batch_id)
+            guards.append(g)
+            args = [str(GUARD_TTL)]
+            for field, inc in incs.items():
+                args += (field, str(inc))
+            pipe.eval(HASH_SCRIPT, 2, hkey, g, *args)
+        g = guard_key(self.prefix, self.log_key, batch_id)
+        guards.append(g)
+        pipe.eval(LOG_SCRIPT, 2, self.log_key, g, *self._log_args(records))
+        stale = self._stale_guards[:]
+        for s in stale:
+            pipe.delete(s)  # one key per command: fine on a cluster
+        results = await pipe.execute(raise_on_error=False)
+        for res in results[: len(guards)]:
+            if isinstance(res, Exception):
+                raise res
+        # Confirmed: this batch will never be replayed, so its guards can go.
+        del self._stale_guards[: len(stale)]
+        self._stale_guards.extend(guards)
+        if len(self._stale_guards) > _MAX_STALE_GUARDS:
+            del self._stale_guards[: len(self._stale_guards) - _MAX_STALE_GUARDS]
+
+    # -- reads -----------------------------------------------------------------------------
+    async def usage(self, key: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        try:
+            r = await self.client()
+            h = await r.hgetall(usage_key(self.prefix, key, day))
+        except Exception as e:
+            log.warning("usage store read failed: %s", type(e).__name__)
+            raise GatewayError(
+                503,
+                "The usage store is unavailable; try again shortly.",
+                code="usage_store_unavailable",
+                headers={"retry-after": "5"},
+            ) from None
+        return parse_hash(h)
