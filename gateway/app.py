@@ -8,6 +8,7 @@ microseconds. Lifespan starts the HTTP client and the usage writer and flushes o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -18,10 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway import lifecycle
 from gateway.accounting import Accountant
-from gateway.config import Config, default_config, load_config
+from gateway.balancer import Balancer
+from gateway.config import Config, ConfigError, default_config, load_config, summary
 from gateway.errors import GatewayError, not_found_route
 from gateway.http import Receive, Scope, Send, clean_request_id, dumps, send_error
+from gateway.limits import Limiter
 from gateway.metrics import Metrics
 from gateway.proxy import Pipeline
 from gateway.state import State, build_state
@@ -76,7 +80,18 @@ class Gateway:
         else:
             self.store = MemoryStore(cfg.usage.log_max_len)
         self.accountant = Accountant(self.writer or self.store, self.metrics, cfg.server.access_log)
-        self.state: State = build_state(cfg, self.upstream, self.accountant)
+        m = self.metrics
+        self.balancer = Balancer(
+            on_state=(lambda d, st: m.circuit_state(d.provider, d.target.upstream_model, st)) if m else None
+        )
+        self.limiter = Limiter(
+            cfg.usage.redis_url,
+            cfg.usage.prefix,
+            cfg.server.limits_when_redis_down,
+            on_failure=m.limits_failure if m else None,
+        )
+        self.state: State = build_state(cfg, self.upstream, self.accountant, self.balancer, self.limiter)
+        self.draining = False  # SIGTERM arrived: /readyz says 503 while in-flight work finishes
         self.pipeline = Pipeline(self)
         self.started = time.time()
         self.ready = False
@@ -87,6 +102,7 @@ class Gateway:
                 Route("/v1/usage", self.get_usage, methods=["GET"]),
                 Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
                 Route("/readyz", self.readyz, methods=["GET", "HEAD"]),
+                Route("/admin/reload", self.admin_reload, methods=["POST"]),
                 *([Route("/metrics", self.metrics_text, methods=["GET"])] if self.metrics else []),
             ],
             exception_handlers={404: self._not_found, 405: self._not_allowed},
@@ -128,6 +144,8 @@ class Gateway:
 
     async def startup(self) -> None:
         await self.upstream.start()
+        await self.limiter.start()
+        lifecycle.install(self, asyncio.get_running_loop(), self.config.server.drain_delay, self.reload)
         if self.metrics is not None:
             self.metrics.reap_dead_workers()
         if self.writer is not None:
@@ -137,6 +155,7 @@ class Gateway:
     async def shutdown(self) -> None:
         self.ready = False
         await self.upstream.close()
+        await self.limiter.close()
         if self.writer is not None:
             await self.writer.close(min(self.config.server.shutdown_grace, USAGE_FLUSH_TIMEOUT))
         await self.store.close()
@@ -219,9 +238,50 @@ class Gateway:
         # An unreachable Redis does not make the gateway unready: requests still succeed and
         # records wait in the buffer (drops show in metrics); only a dead writer does.
         usage = self.writer.status() if self.writer is not None else {"kind": "memory"}
-        if not self.ready or (self.writer is not None and not self.writer.running):
+        if not self.ready or self.draining or (self.writer is not None and not self.writer.running):
             return _json(503, {"status": "not ready", "usage": usage})
         return _json(200, {"status": "ready", "usage": usage})
+
+    async def reload(self) -> list[str]:
+        """Validate and build the config file anew, then swap it in; problems leave the old one."""
+        path = os.environ.get("SWITCHYARD_CONFIG")
+        if not path:
+            return ["no config file: the built-in default has nothing to reload"]
+        try:
+            cfg = await asyncio.to_thread(load_config, path)
+            state = build_state(cfg, self.upstream, self.accountant, self.balancer, self.limiter)
+        except ConfigError as e:
+            for p in e.problems:
+                log.error("reload refused, keeping the running config: %s", p)
+            return e.problems
+        except Exception as e:  # an adapter that cannot be built: same outcome, never a crash
+            log.error("reload refused, keeping the running config: %s", e)
+            return [str(e)]
+        self.state, self.config = state, cfg  # one assignment: requests in flight keep their State
+        log.info("config reloaded from %s", path)
+        return []
+
+    async def admin_reload(self, request: Request) -> Response:
+        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        try:
+            p = self._principal(request)
+            if not p.admin:
+                raise GatewayError(403, "Reloading the config needs an admin key.", code="permission_error")
+            path = os.environ.get("SWITCHYARD_CONFIG")
+            if path and lifecycle.supervised():
+                # Several workers: check the file here, then let uvicorn's supervisor roll them all.
+                try:
+                    await asyncio.to_thread(load_config, path)
+                except ConfigError as e:
+                    raise GatewayError(400, "; ".join(e.problems), code="invalid_config") from None
+                lifecycle.request_supervisor_reload()
+                return _json(202, {"status": "reloading"}, rid)
+            problems = await self.reload()
+            if problems:
+                raise GatewayError(400, "; ".join(problems), code="invalid_config")
+        except GatewayError as e:
+            return _err(e, rid)
+        return _json(200, {"status": "reloaded", "summary": summary(self.config)}, rid)
 
     async def metrics_text(self, request: Request) -> Response:
         # Unauthenticated, like most exporters: keep the port off the public internet.

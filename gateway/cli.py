@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from gateway import lifecycle
 from gateway.config import ConfigError, load_config, summary
 
 
@@ -35,6 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ.pop("SWITCHYARD_CONFIG", None)  # the factory then logs the demo warning
     # Before the workers start: they pick the metrics directory up from the environment.
     cleanup_metrics = prepare_multiprocess_dir(workers)
+    lifecycle.exit_zero_on_sigterm()
+    os.environ[lifecycle.SUPERVISED_ENV] = "1" if workers > 1 else "0"
     try:
         uvicorn.run(
             "gateway.app:create_app",

@@ -51,13 +51,14 @@ def install(gateway: Any, loop: asyncio.AbstractEventLoop, drain_delay: float, r
         loop.call_soon_threadsafe(loop.call_later, drain_delay, previous, sig, frame)
 
     signal.signal(signal.SIGTERM, on_term)
-    if os.environ.get(SUPERVISED_ENV) != "1":
+    if not supervised():
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
 
 
-def request_supervisor_reload() -> bool:
-    """Ask uvicorn's supervisor (our parent) for a rolling restart; False when unsupervised."""
-    if os.environ.get(SUPERVISED_ENV) != "1":
-        return False
+def supervised() -> bool:
+    return os.environ.get(SUPERVISED_ENV) == "1"
+
+
+def request_supervisor_reload() -> None:
+    """Ask uvicorn's supervisor (our parent) for a rolling restart of all workers."""
     os.kill(os.getppid(), signal.SIGHUP)
-    return True

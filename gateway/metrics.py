@@ -57,6 +57,9 @@ EXPORTED = frozenset(
         "switchyard_in_flight_requests",
         "switchyard_usage_buffered_records",
         "switchyard_usage_dropped_records_total",
+        # Beyond the contract's list: resilience state.
+        "switchyard_limits_redis_failures_total",
+        "switchyard_circuit_state",
     }
 )
 
@@ -130,6 +133,18 @@ class Metrics:
             "Usage records dropped: the buffer was full, or the store could not take them.",
             registry=r,
         )
+        self.limits_failures = Counter(
+            "switchyard_limits_redis_failures_total",
+            "Rate-limit checks that could not reach Redis (then allowed or denied per config).",
+            registry=r,
+        )
+        self.circuit = Gauge(
+            "switchyard_circuit_state",
+            "Circuit breaker per deployment: 0 closed, 1 open, 2 half-open (the worst over workers).",
+            ["provider", "upstream"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.max_passthrough = cfg.max_passthrough_models
         self._endpoints = {e: e for e in endpoints}
         self._passthrough: set[str] = set()
@@ -168,6 +183,12 @@ class Metrics:
         child.inc()
 
     # -- the usage writer ------------------------------------------------------------------
+    def limits_failure(self) -> None:
+        self.limits_failures.inc()
+
+    def circuit_state(self, provider: str, upstream: str, state: int) -> None:
+        self.circuit.labels(provider, upstream).set(state)
+
     def usage_buffered(self, n: int) -> None:
         self.buffered.set(n)
 
