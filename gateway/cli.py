@@ -49,6 +49,8 @@ def _serve(args: argparse.Namespace) -> int:
             http="httptools",
             lifespan="on",
             access_log=False,
+            proxy_headers=False,  # client addresses are not used; skip the middleware
+            backlog=4096,  # bursts of thousands of new streams must not overflow the accept queue
             log_level="warning",
             timeout_graceful_shutdown=int(cfg.server.shutdown_grace),
         )

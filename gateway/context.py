@@ -54,6 +54,8 @@ def fit(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind: str, nativ
     window = facts.context_window
     if window is None or endpoint not in (CHAT, COMPLETIONS):
         return None
+    if _surely_fits(endpoint, body, window, facts.max_output_tokens):
+        return None  # nothing to decide, so nothing to tokenize (and no tokenizer to load)
     name = _tokenizer(body, facts, kind)
     prompts = list(_measure(endpoint, body, encoding(name) if name else None))
     low = max(p.low for p in prompts)
@@ -70,7 +72,11 @@ def fit(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind: str, nativ
 
 async def fit_async(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind: str, native: bool) -> Fit | None:
     """``fit``, in a worker thread when the prompt is large or its tokenizer is not loaded yet."""
-    if not native and facts.context_window is not None and endpoint in (CHAT, COMPLETIONS):
+    window = facts.context_window
+    if not native and window is not None and endpoint in (CHAT, COMPLETIONS):
+        if _surely_fits(endpoint, body, window, facts.max_output_tokens):
+            body.pop(PARAM, None)
+            return None
         name = _tokenizer(body, facts, kind) or _ESTIMATOR
         if not is_loaded(name) or _text_chars(endpoint, body) > _INLINE_CHARS:
             return await asyncio.to_thread(fit, endpoint, body, facts, kind, native)
@@ -152,6 +158,55 @@ def _budget(body: dict[str, Any]) -> int | None:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+_MESSAGE_KEYS = frozenset({"role", "content", "name"})
+
+
+def _surely_fits(endpoint: str, body: dict[str, Any], window: int, max_output: int | None) -> bool:
+    """True when even a bound no tokenizer can exceed leaves room for the budget.
+
+    A byte-level BPE token is at least one UTF-8 byte and a character at most four, so
+    ``4 * characters`` bounds any tokenizer's count; messages add their fixed overhead. Only
+    plain text qualifies (images, tools and tool calls are counted the careful way).
+    """
+    budget = _budget(body)
+    if max_output is not None and budget is not None and budget > max_output:
+        return False  # truncate mode must still cap the budget
+    if endpoint == COMPLETIONS:
+        # Token-id prompts are counted exactly (their length) anyway; only text takes this path.
+        prompt = body.get("prompt")
+        items = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+            return False
+        bound = max((4 * len(p) for p in items), default=0)
+    else:
+        if body.get("tools") or body.get("functions"):
+            return False
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return False
+        bound = 3  # reply priming
+        for m in messages:
+            if not isinstance(m, dict) or not _MESSAGE_KEYS.issuperset(m):
+                return False
+            content = m.get("content")
+            if isinstance(content, str):
+                bound += 4 * len(content)
+            elif isinstance(content, list):
+                for part in content:
+                    if (
+                        not isinstance(part, dict)
+                        or part.get("type") != "text"
+                        or not isinstance(part.get("text"), str)
+                    ):
+                        return False
+                    bound += 4 * len(part["text"]) + 4
+            elif content is not None:
+                return False
+            name = m.get("name")
+            bound += 8 + 4 * len(m.get("role") or "") + (4 * len(name) + 1 if isinstance(name, str) else 0)
+    return bound + (budget if budget is not None else 1) <= window
 
 
 def _text_chars(endpoint: str, body: dict[str, Any]) -> int:

