@@ -18,13 +18,14 @@ _CACHE_MAX = 4096
 
 
 class Principal:
-    __slots__ = ("_allowed", "admin", "digest", "files_provider", "globs", "limits", "name")
+    __slots__ = ("_allowed", "admin", "digest", "files_provider", "globs", "limited", "limits", "name")
 
     def __init__(self, k: KeyConfig) -> None:
         self.name = k.name
         self.admin = k.admin
         self.globs = k.models
         self.limits: Limits = k.limits
+        self.limited = any(v is not None for v in (k.limits.rpm, k.limits.tpm, k.limits.tokens_per_day))
         self.files_provider = k.files_provider
         self.digest = k.digest()
         self._allowed: dict[str, bool] = {}

@@ -43,6 +43,7 @@ class Outcome:
         "completion_tokens",
         "done",
         "estimated",
+        "gone",
         "headers",
         "prompt_estimate",
         "prompt_tokens",
@@ -53,6 +54,7 @@ class Outcome:
 
     def __init__(self) -> None:
         self.done = False  # the last response message is being sent: a disconnect now is normal
+        self.gone = False  # the client disconnected before the answer was complete
         self.headers: list[tuple[bytes, bytes]] = []  # rate-limit headers for every response
         self.prompt_estimate = 0  # the gateway's own prompt count, used when the upstream gives none
         self.status = 500
@@ -138,8 +140,9 @@ class Pipeline:
                 raise model_not_allowed(model)
             # A cheap prompt estimate for token limits; settled with the real usage afterwards.
             out.prompt_estimate = len(raw) // 4
-            admission = await state.limiter.admit(principal.name, principal.limits, out.prompt_estimate)
-            out.headers = admission.headers
+            if principal.limited:
+                admission = await state.limiter.admit(principal.name, principal.limits, out.prompt_estimate)
+                out.headers = admission.headers
             await self._serve(state, scope, receive, send, endpoint, body, route, request_id, stream, out)
         except GatewayError as e:
             out.status = e.status
@@ -192,12 +195,11 @@ class Pipeline:
             request_id=request_id,
         )
         task = asyncio.current_task()
-        gone = asyncio.Event()
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone, out))
+        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, out))
         try:
             await self._attempts(state, send, endpoint, body, route, ctx, stream, out)
         except asyncio.CancelledError:
-            if not gone.is_set():
+            if not out.gone:
                 raise
             if task is not None:
                 task.uncancel()
@@ -456,16 +458,14 @@ def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
     return err
 
 
-async def _watch_disconnect(
-    receive: Receive, task: asyncio.Task[Any] | None, gone: asyncio.Event, out: Outcome
-) -> None:
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any] | None, out: Outcome) -> None:
     """Cancel the request's task the moment the client goes away, closing the upstream call."""
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
             if out.done:
                 return
-            gone.set()
+            out.gone = True
             if task is not None:
                 task.cancel()
             return
