@@ -81,5 +81,14 @@ def too_large(limit: int) -> GatewayError:
     return GatewayError(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
 
 
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge lifespan events for an app that has nothing to start or stop (simulators)."""
+    while True:
+        msg = await receive()
+        await send({"type": msg["type"] + ".complete"})
+        if msg["type"] == "lifespan.shutdown":
+            return
+
+
 class ClientGone(Exception):
     """The client disconnected before we answered."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.http import Receive, Scope, Send, send_json
+from gateway.http import Receive, Scope, Send, answer_lifespan, read_body, send_json
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 from providers.mock import Simulator
 
@@ -65,6 +65,9 @@ def _dialect(name: str) -> Handler:
     return h
 
 
+MAX_SIMULATED_BODY = 1 << 30  # simulators take whatever they are sent
+
+
 class MockUpstream:
     def __init__(
         self,
@@ -83,23 +86,14 @@ class MockUpstream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                await send({"type": msg["type"] + ".complete"})
-                if msg["type"] == "lifespan.shutdown":
-                    return
+            return await answer_lifespan(receive, send)
         if scope["type"] != "http":
             return
         if scope["path"] == "/_requests":
             if scope["method"] == "DELETE":
                 self.requests.clear()
             return await send_json(send, 200, orjson.dumps(list(self.requests)), "mock")
-        raw = b""
-        while True:
-            msg = await receive()
-            raw += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        raw = await read_body(receive, MAX_SIMULATED_BODY, None)
         try:
             body = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.http import Receive, Scope, Send, send_json
+from gateway.http import Receive, Scope, Send, answer_lifespan, read_body, send_json
 from providers.mock import Simulator
 
 _sim = Simulator()
@@ -31,6 +31,9 @@ def _chunk(i: int, text: str, finish: str | None = None) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+MAX_SIMULATED_BODY = 1 << 30  # simulators take whatever they are sent
+
+
 class FaultUpstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -39,17 +42,8 @@ class FaultUpstream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                await send({"type": msg["type"] + ".complete"})
-                if msg["type"] == "lifespan.shutdown":
-                    return
-        raw = b""
-        while True:
-            msg = await receive()
-            raw += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+            return await answer_lifespan(receive, send)
+        raw = await read_body(receive, MAX_SIMULATED_BODY, None)
         body = orjson.loads(raw) if raw else {}
         self.requests.append(
             {"path": scope["path"], "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "body": body}

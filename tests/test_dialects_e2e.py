@@ -16,12 +16,16 @@ import openai
 import orjson
 import pytest
 
+from gateway.http import answer_lifespan, read_body
 from gateway.mock_server import MockUpstream
 from providers.mock import embed
 from tests.conftest import CLIENT_KEY, UPSTREAM_KEY, base_config
 from tests.servers import ServerThread
 
 Factory = Callable[[dict[str, Any]], ServerThread]
+
+
+MAX_SIMULATED_BODY = 1 << 30  # simulators take whatever they are sent
 
 
 class Recorder:
@@ -33,17 +37,8 @@ class Recorder:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                await send({"type": msg["type"] + ".complete"})
-                if msg["type"] == "lifespan.shutdown":
-                    return
-        raw = b""
-        while True:
-            msg = await receive()
-            raw += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+            return await answer_lifespan(receive, send)
+        raw = await read_body(receive, MAX_SIMULATED_BODY, None)
         self.requests.append(
             {
                 "path": scope["path"],
