@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.http import Receive, Scope, Send, answer_lifespan, read_body, send_json
+from gateway.mock_server import MAX_SIMULATED_BODY
 from providers.mock import Simulator
 
 _sim = Simulator()
@@ -29,9 +30,6 @@ def _chunk(i: int, text: str, finish: str | None = None) -> bytes:
         "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish}],
     }
     return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-MAX_SIMULATED_BODY = 1 << 30  # simulators take whatever they are sent
 
 
 class FaultUpstream:

@@ -17,15 +17,12 @@ import orjson
 import pytest
 
 from gateway.http import answer_lifespan, read_body
-from gateway.mock_server import MockUpstream
+from gateway.mock_server import MAX_SIMULATED_BODY, MockUpstream
 from providers.mock import embed
 from tests.conftest import CLIENT_KEY, UPSTREAM_KEY, base_config
 from tests.servers import ServerThread
 
 Factory = Callable[[dict[str, Any]], ServerThread]
-
-
-MAX_SIMULATED_BODY = 1 << 30  # simulators take whatever they are sent
 
 
 class Recorder:
