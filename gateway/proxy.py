@@ -292,7 +292,7 @@ class Pipeline:
                     result = await self._call_json(state, dep, ureq, endpoint, ctx, out)
             except GatewayError as e:
                 state.accountant.upstream_error(dep.provider, e.reason)  # once per failed attempt
-                if e.status == 400 and e.code != "context_length_exceeded" and (nums := parse_overflow(e.message)):
+                if e.status == 400 and (nums := parse_overflow(e.message)):
                     window, prompt, completion = nums
                     budget = next((fitted_body[k] for k in BUDGET_KEYS if isinstance(fitted_body.get(k), int)), None)
                     if behaviour == "truncate" and not corrected and budget is not None and window - prompt >= 1:

@@ -46,7 +46,7 @@ class FaultUpstream:
         self.requests.append(
             {"path": scope["path"], "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "body": body}
         )
-        model = body.get("model", "ok")
+        model = body.get("model", "ok").rsplit("/", 1)[-1]  # Fireworks ids arrive as accounts/.../models/<name>
         self.attempts[model] = self.attempts.get(model, 0) + 1
         await self.behave(model, body, receive, send)
 
@@ -54,6 +54,20 @@ class FaultUpstream:
         # "flaky-<n>-<tag>": 503 for the first n attempts of this name, then normal answers.
         if model.startswith("flaky-") and self.attempts[model] <= int(model.split("-")[1]):
             model = "status-503"
+        if model.startswith("window-"):
+            # "window-<N>-<wording>[-liar]": an upstream that enforces an N-token window (a token is a
+            # word) and words its refusal like OpenAI, vLLM or Azure; a liar refuses every time. Like
+            # Fireworks it honours context_length_exceeded_behavior: truncate itself.
+            parts = model.split("-")
+            window, wording, liar = int(parts[1]), parts[2], parts[-1] == "liar"
+            prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+            budget = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+            native_truncate = body.get("context_length_exceeded_behavior") == "truncate" and prompt < window
+            if liar or (prompt + budget > window and not native_truncate):
+                return await send_json(
+                    send, 400, orjson.dumps({"error": _overflow(wording, window, prompt, budget)}), "f"
+                )
+            model = "ok"
         if model.startswith("status-"):
             code = int(model.split("-")[1])
             err = {
@@ -108,6 +122,21 @@ class FaultUpstream:
             await send({"type": "http.response.start", "status": 200, "headers": sse})
             return await send({"type": "http.response.body", "body": events, "more_body": False})
         return await send_json(send, 200, orjson.dumps(_sim.respond("chat", body)), "f")
+
+
+def _overflow(wording: str, window: int, prompt: int, budget: int) -> dict[str, Any]:
+    if wording == "vllm":
+        msg = (
+            f"'max_tokens' or 'max_completion_tokens' is too large: {budget}. This model's maximum context length "
+            f"is {window} tokens and your request has {prompt} input tokens ({budget} > {window} - {prompt})."
+        )
+        return {"message": msg, "type": "BadRequestError", "param": None, "code": 400}
+    msg = (
+        f"This model's maximum context length is {window} tokens. However, you requested {prompt + budget} tokens "
+        f"({prompt} in the messages, {budget} in the completion). Please reduce the length of the messages or completion."
+    )
+    code = "context_length_exceeded" if wording == "openai" else None  # Azure: the same words, no code
+    return {"message": msg, "type": "invalid_request_error", "param": "messages", "code": code}
 
 
 async def _gone(receive: Receive) -> bool:
