@@ -104,6 +104,9 @@ class ProviderConfig(_Frozen):
 
     @model_validator(mode="after")
     def _needs_url(self) -> ProviderConfig:
+        if self.kind == "bedrock":
+            # Reserved by the design; refusing it here beats failing at start-up.
+            raise ValueError("kind 'bedrock' is not available in this version of Switchyard")
         if self.kind in ("openai", "azure") and not self.base_url:
             raise ValueError(f"kind '{self.kind}' needs a base_url")
         return self

@@ -132,3 +132,9 @@ def test_hash_key_cli(capsys):
 def test_python_dash_m_gateway():
     out = subprocess.run([sys.executable, "-m", "gateway", "hash-key", "x"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.strip() == hashlib.sha256(b"x").hexdigest()
+
+
+def test_bedrock_is_refused_clearly():
+    assert problems(minimal(providers={"aws": {"kind": "bedrock"}})) == [
+        "c.yaml: providers.aws: kind 'bedrock' is not available in this version of Switchyard"
+    ]
