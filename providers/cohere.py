@@ -149,6 +149,8 @@ class CohereAdapter(Adapter):
             messages = [self._message(m, i) for i, m in enumerate(body.get("messages") or [])]
         out: dict[str, Any] = {"model": target.upstream_model, "messages": messages}
         for key, value in body.items():
+            if value is None or value == {} or value == []:
+                continue  # null or an empty object/array asks for nothing (frameworks send logit_bias: {})
             if key in CHAT_PARAMS:
                 if value is not None:
                     name, transform = CHAT_PARAMS[key]

@@ -120,8 +120,8 @@ class GeminiAdapter(Adapter):
         req = _Request(self, endpoint)
         table = _CHAT if endpoint == CHAT else _COMPLETIONS
         for field, value in body.items():
-            if value is None or field in _IGNORED:
-                continue
+            if value is None or value == {} or value == [] or field in _IGNORED:
+                continue  # null or an empty object/array asks for nothing (frameworks send logit_bias: {})
             handler = table.get(field)
             if handler is None:
                 raise self.unsupported(field)
