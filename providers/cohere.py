@@ -115,6 +115,8 @@ _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
     "echo": (None, False),
     "suffix": (None, ""),
     "best_of": (None, 1),
+    "store": (None, False),
+    "modalities": (None, ["text"]),
 }
 
 
