@@ -24,7 +24,7 @@ from gateway.http import ClientGone, Receive, Scope, Send, clean_request_id, rea
 from gateway.sse import DONE, SSE_HEADERS, SSEParser, frame
 from gateway.usage.record import UsageRecord
 from gateway.validate import CHECKS
-from providers.base import CallContext
+from providers.base import EMBEDDINGS, CallContext
 
 if TYPE_CHECKING:
     from gateway.routing import Deployment, Route
@@ -133,7 +133,7 @@ class Pipeline:
             body = _parse_body(raw)
             if isinstance(body.get("model"), str):
                 model = body["model"]  # recorded as asked even when validation refuses the request
-            stream = body.get("stream") is True
+            stream = endpoint != EMBEDDINGS and body.get("stream") is True  # embeddings never stream
             CHECKS[endpoint](body)
             route = state.router.resolve(model)
             if not principal.allows(model):
