@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import lifecycle
+from gateway import files, lifecycle
 from gateway.accounting import Accountant
 from gateway.balancer import Balancer
 from gateway.config import Config, ConfigError, default_config, load_config, summary
@@ -103,6 +103,7 @@ class Gateway:
                 Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
                 Route("/readyz", self.readyz, methods=["GET", "HEAD"]),
                 Route("/admin/reload", self.admin_reload, methods=["POST"]),
+                *files.routes(self),
                 *([Route("/metrics", self.metrics_text, methods=["GET"])] if self.metrics else []),
             ],
             exception_handlers={404: self._not_found, 405: self._not_allowed},

@@ -60,6 +60,7 @@ EXPORTED = frozenset(
         # Beyond the contract's list: resilience state.
         "switchyard_limits_redis_failures_total",
         "switchyard_circuit_state",
+        "switchyard_file_bytes_total",
     }
 )
 
@@ -145,6 +146,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.file_bytes_total = Counter(
+            "switchyard_file_bytes_total",
+            "File bytes relayed through the files API, by key, provider and direction (upload, download).",
+            ["key", "provider", "direction"],
+            registry=r,
+        )
         self.max_passthrough = cfg.max_passthrough_models
         self._endpoints = {e: e for e in endpoints}
         self._passthrough: set[str] = set()
@@ -183,6 +190,9 @@ class Metrics:
         child.inc()
 
     # -- the usage writer ------------------------------------------------------------------
+    def file_bytes(self, key: str, provider: str, direction: str, n: int) -> None:
+        self.file_bytes_total.labels(key, provider, direction).inc(n)
+
     def limits_failure(self) -> None:
         self.limits_failures.inc()
 

@@ -11,7 +11,7 @@ longest wait for the response headers and between any two body chunks (aiohttp's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -137,9 +137,20 @@ class UpstreamClient:
         return t
 
     async def send(
-        self, req: UpstreamRequest, provider: str, connect_timeout: float, read_timeout: float
+        self,
+        req: UpstreamRequest,
+        provider: str,
+        connect_timeout: float,
+        read_timeout: float,
+        body: AsyncIterable[bytes] | None = None,
     ) -> UpstreamResponse:
-        """Send and wait for the response headers; raises GatewayError on failure."""
+        """Send and wait for the response headers; raises GatewayError on failure.
+
+        ``body``, when given, is streamed as the request body instead of ``req.body`` (an upload):
+        written as it is produced, never held whole; with a ``content-length`` in ``req.headers``
+        it goes out as is, else chunked. When ``body`` itself fails (the client went away, a limit
+        was hit) the upstream request is aborted and the failure surfaces here.
+        """
         if req.url.startswith("mock://"):
             return self._send_mock(req)
         assert self._session is not None, "UpstreamClient.start() was not awaited"
@@ -147,7 +158,7 @@ class UpstreamClient:
             resp = await self._session.request(
                 req.method,
                 req.url,
-                data=req.body,
+                data=req.body if body is None else body,
                 headers=req.headers,
                 timeout=self._timeout(connect_timeout, read_timeout),
                 allow_redirects=False,

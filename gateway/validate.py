@@ -39,7 +39,7 @@ def _got(v: Any) -> str:
     return "an unknown type"
 
 
-def _type_error(param: str, expected: str, v: Any) -> GatewayError:
+def type_error(param: str, expected: str, v: Any) -> GatewayError:
     return GatewayError(
         400,
         f"Invalid type for '{param}': expected {expected}, but got {_got(v)} instead.",
@@ -62,12 +62,12 @@ def _number(body: dict[str, Any], param: str, lo: float | None, hi: float | None
     if v is None:
         return
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _type_error(param, "a decimal", v)
+        raise type_error(param, "a decimal", v)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         raise _range_error(param, v, lo, hi)
 
 
-def _integer(body: dict[str, Any], param: str, lo: int | None, hi: int | None) -> None:
+def integer(body: dict[str, Any], param: str, lo: int | None, hi: int | None) -> None:
     v = body.get(param)
     if v is None:
         return
@@ -75,7 +75,7 @@ def _integer(body: dict[str, Any], param: str, lo: int | None, hi: int | None) -
         if isinstance(v, float) and v.is_integer():
             body[param] = v = int(v)  # JSON clients sometimes send 16.0
         else:
-            raise _type_error(param, "an integer", v)
+            raise type_error(param, "an integer", v)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         raise _range_error(param, v, lo, hi)
 
@@ -83,7 +83,7 @@ def _integer(body: dict[str, Any], param: str, lo: int | None, hi: int | None) -
 def _boolean(body: dict[str, Any], param: str) -> None:
     v = body.get(param)
     if v is not None and not isinstance(v, bool):
-        raise _type_error(param, "a boolean", v)
+        raise type_error(param, "a boolean", v)
 
 
 def _is_int(v: Any) -> bool:
@@ -95,14 +95,14 @@ def _common(body: dict[str, Any]) -> None:
     if model is None:
         raise GatewayError(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
     if not isinstance(model, str):
-        raise _type_error("model", "a string", model)
+        raise type_error("model", "a string", model)
     if not model:
         raise GatewayError(400, "Invalid 'model': empty string.", param="model", code="invalid_value")
     _boolean(body, "stream")
     opts = body.get("stream_options")
     if opts is not None:
         if not isinstance(opts, dict):
-            raise _type_error("stream_options", "an object", opts)
+            raise type_error("stream_options", "an object", opts)
         if body.get("stream") is not True:
             raise GatewayError(
                 400,
@@ -112,7 +112,7 @@ def _common(body: dict[str, Any]) -> None:
             )
         iu = opts.get("include_usage")
         if iu is not None and not isinstance(iu, bool):
-            raise _type_error("stream_options.include_usage", "a boolean", iu)
+            raise type_error("stream_options.include_usage", "a boolean", iu)
     cleb = body.get("context_length_exceeded_behavior")
     if cleb is not None and cleb not in ("truncate", "error"):
         raise GatewayError(
@@ -124,17 +124,17 @@ def _common(body: dict[str, Any]) -> None:
 
 
 def _generation(body: dict[str, Any]) -> None:
-    _integer(body, "max_tokens", 0, None)
-    _integer(body, "n", 1, 128)
+    integer(body, "max_tokens", 0, None)
+    integer(body, "n", 1, 128)
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
     _number(body, "presence_penalty", -2, 2)
     _number(body, "frequency_penalty", -2, 2)
-    _integer(body, "top_logprobs", 0, 20)
+    integer(body, "top_logprobs", 0, 20)
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str):
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise _type_error("stop", "a string or an array of strings", stop)
+            raise type_error("stop", "a string or an array of strings", stop)
         if len(stop) > 4:
             raise GatewayError(
                 400,
@@ -152,7 +152,7 @@ def check_chat(body: dict[str, Any]) -> None:
             400, "Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter"
         )
     if not isinstance(msgs, list):
-        raise _type_error("messages", "an array", msgs)
+        raise type_error("messages", "an array", msgs)
     if not msgs:
         raise GatewayError(
             400,
@@ -162,7 +162,7 @@ def check_chat(body: dict[str, Any]) -> None:
         )
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
-            raise _type_error(f"messages[{i}]", "an object", m)
+            raise type_error(f"messages[{i}]", "an object", m)
         role = m.get("role")
         if role is None:
             raise GatewayError(
@@ -172,9 +172,9 @@ def check_chat(body: dict[str, Any]) -> None:
                 code="missing_required_parameter",
             )
         if not isinstance(role, str):
-            raise _type_error(f"messages[{i}].role", "a string", role)
+            raise type_error(f"messages[{i}].role", "a string", role)
     _generation(body)
-    _integer(body, "max_completion_tokens", 0, None)
+    integer(body, "max_completion_tokens", 0, None)
     _boolean(body, "logprobs")
     if body.get("top_logprobs") is not None and body.get("logprobs") is not True:
         raise GatewayError(
@@ -204,14 +204,14 @@ def check_completions(body: dict[str, Any]) -> None:
             400, "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
         )
     if not _prompt_ok(body["prompt"]):
-        raise _type_error(
+        raise type_error(
             "prompt",
             "a string, an array of strings, an array of integers or an array of integer arrays",
             body["prompt"],
         )
     _generation(body)
-    _integer(body, "logprobs", 0, 5)
-    _integer(body, "best_of", 0, 20)
+    integer(body, "logprobs", 0, 5)
+    integer(body, "best_of", 0, 20)
     _boolean(body, "echo")
     best_of, n = body.get("best_of"), body.get("n") or 1
     if best_of is not None:
@@ -231,7 +231,7 @@ def check_completions(body: dict[str, Any]) -> None:
             )
     suffix = body.get("suffix")
     if suffix is not None and not isinstance(suffix, str):
-        raise _type_error("suffix", "a string", suffix)
+        raise type_error("suffix", "a string", suffix)
 
 
 def check_embeddings(body: dict[str, Any]) -> None:
@@ -257,11 +257,11 @@ def check_embeddings(body: dict[str, Any]) -> None:
             or all(isinstance(x, list) and x and all(_is_int(t) for t in x) for x in inp)
         )
         if not ok:
-            raise _type_error(
+            raise type_error(
                 "input", "a non-empty string, array of strings, array of integers or array of integer arrays", inp
             )
     else:
-        raise _type_error("input", "a string or an array", inp)
+        raise type_error("input", "a string or an array", inp)
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise GatewayError(
@@ -270,7 +270,7 @@ def check_embeddings(body: dict[str, Any]) -> None:
             param="encoding_format",
             code="invalid_value",
         )
-    _integer(body, "dimensions", 1, None)
+    integer(body, "dimensions", 1, None)
 
 
 CHECKS = {CHAT: check_chat, COMPLETIONS: check_completions, EMBEDDINGS: check_embeddings}

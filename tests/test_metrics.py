@@ -157,6 +157,7 @@ def test_buckets_span_10ms_to_120s_and_every_contract_series_is_exported() -> No
     m.usage_buffered(7)
     m.limits_failure()
     m.circuit_state("openai", "gpt-4o", 1)
+    m.file_bytes("team-a", "openai", "upload", 10)
     body, content_type = m.render()
     assert content_type.startswith("text/plain")
     names = {s.name for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
