@@ -195,7 +195,7 @@ class Pipeline:
             request_id=request_id,
         )
         task = asyncio.current_task()
-        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, out))
+        watcher = DisconnectWatch(receive, task, out)
         try:
             await self._attempts(state, send, endpoint, body, route, ctx, stream, out)
         except asyncio.CancelledError:
@@ -205,7 +205,7 @@ class Pipeline:
                 task.uncancel()
             out.status = 499
         finally:
-            watcher.cancel()
+            watcher.stop()
 
     async def _attempts(
         self,
@@ -458,14 +458,39 @@ def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
     return err
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any] | None, out: Outcome) -> None:
-    """Cancel the request's task the moment the client goes away, closing the upstream call."""
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            if out.done:
+# Watching for a disconnect costs a task and a wake-up of the connection's reader (about 40 us,
+# a fifth of a fast request's CPU), so it starts only once a request has lasted this long: a
+# disconnect is then noticed at most this late, and fast requests never pay for it.
+WATCH_AFTER = 0.2
+
+
+class DisconnectWatch:
+    """Cancels the request's task the moment the client goes away, closing the upstream call."""
+
+    __slots__ = ("_task", "_timer", "_watcher", "out", "receive")
+
+    def __init__(self, receive: Receive, task: asyncio.Task[Any] | None, out: Outcome) -> None:
+        self.receive = receive
+        self.out = out
+        self._task = task
+        self._watcher: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
+
+    def _start(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect":
+                if self.out.done:
+                    return
+                self.out.gone = True
+                if self._task is not None:
+                    self._task.cancel()
                 return
-            out.gone = True
-            if task is not None:
-                task.cancel()
-            return

@@ -91,6 +91,13 @@ class FaultUpstream:
         if model == "retry-after":
             err = {"error": {"message": "slow down", "type": "rate_limit_exceeded", "param": None, "code": None}}
             return await send_json(send, 429, orjson.dumps(err), "f", [(b"retry-after", b"1")])
+        if model == "slow-json":
+            for _ in range(200):  # up to 10 s, noticing a disconnect
+                await asyncio.sleep(0.05)
+                if await _gone(receive):
+                    self.disconnects += 1
+                    return
+            return await send_json(send, 200, orjson.dumps(_sim.respond("chat", body)), "f")
         if model == "hang":
             await asyncio.sleep(30)
             return

@@ -36,6 +36,7 @@ def gw(fault, gateway_factory):
         "timeout": 0.5,
         "retries": 0,
     }
+    cfg["providers"]["patient"] = {"kind": "openai", "base_url": srv.url + "/v1", "timeout": 10, "retries": 0}
     cfg["providers"]["dead"] = {"kind": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "retries": 0}
     return gateway_factory(cfg)
 
@@ -293,6 +294,25 @@ def test_client_disconnect_closes_upstream(gw, fault):
     while app.disconnects == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert app.disconnects == before + 1
+
+
+def test_client_that_leaves_a_slow_non_streamed_request_closes_upstream(gw, fault):
+    _srv, app = fault
+    before = app.disconnects
+    with pytest.raises(httpx.ReadTimeout):
+        post_slow = chat("patient/slow-json")
+        httpx.post(
+            gw.url + "/v1/chat/completions",
+            content=post_slow,
+            headers={**H, "content-type": "application/json"},
+            timeout=httpx.Timeout(5, read=0.6),
+        )
+    deadline = time.monotonic() + 5
+    while app.disconnects == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app.disconnects == before + 1
+    u = httpx.get(gw.url + "/v1/usage", headers=H).json()
+    assert u["models"]["patient/slow-json"]["errors"] == 1  # recorded, as 499
 
 
 def test_stream_without_upstream_usage_is_estimated_and_relayed(gw):
