@@ -40,11 +40,8 @@ def _got(v: Any) -> str:
 
 
 def type_error(param: str, expected: str, v: Any) -> GatewayError:
-    return GatewayError(
-        400,
-        f"Invalid type for '{param}': expected {expected}, but got {_got(v)} instead.",
-        param=param,
-        code="invalid_type",
+    return _invalid(
+        param, f"Invalid type for '{param}': expected {expected}, but got {_got(v)} instead.", "invalid_type"
     )
 
 
@@ -54,7 +51,11 @@ def _range_error(param: str, v: Any, lo: float | None, hi: float | None) -> Gate
         msg = f"Invalid '{param}': {kind} below minimum value. Expected a value >= {lo:g}, but got {v:g} instead."
     else:
         msg = f"Invalid '{param}': {kind} above maximum value. Expected a value <= {hi:g}, but got {v:g} instead."
-    return GatewayError(400, msg, param=param, code="invalid_value")
+    return _invalid(param, msg)
+
+
+def _invalid(param: str, message: str, code: str = "invalid_value") -> GatewayError:
+    return GatewayError(400, message, param=param, code=code)
 
 
 def _number(body: dict[str, Any], param: str, lo: float | None, hi: float | None) -> None:
@@ -93,33 +94,26 @@ def _is_int(v: Any) -> bool:
 def _common(body: dict[str, Any]) -> None:
     model = body.get("model")
     if model is None:
-        raise GatewayError(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
+        raise _invalid("model", "you must provide a model parameter", "missing_required_parameter")
     if not isinstance(model, str):
         raise type_error("model", "a string", model)
     if not model:
-        raise GatewayError(400, "Invalid 'model': empty string.", param="model", code="invalid_value")
+        raise _invalid("model", "Invalid 'model': empty string.")
     _boolean(body, "stream")
     opts = body.get("stream_options")
     if opts is not None:
         if not isinstance(opts, dict):
             raise type_error("stream_options", "an object", opts)
         if body.get("stream") is not True:
-            raise GatewayError(
-                400,
-                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                param="stream_options",
-                code="invalid_value",
-            )
+            raise _invalid("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.")
         iu = opts.get("include_usage")
         if iu is not None and not isinstance(iu, bool):
             raise type_error("stream_options.include_usage", "a boolean", iu)
     cleb = body.get("context_length_exceeded_behavior")
     if cleb is not None and cleb not in ("truncate", "error"):
-        raise GatewayError(
-            400,
+        raise _invalid(
+            "context_length_exceeded_behavior",
             f"Invalid value for 'context_length_exceeded_behavior': expected 'truncate' or 'error', got {cleb!r}.",
-            param="context_length_exceeded_behavior",
-            code="invalid_value",
         )
 
 
@@ -136,11 +130,10 @@ def _generation(body: dict[str, Any]) -> None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise type_error("stop", "a string or an array of strings", stop)
         if len(stop) > 4:
-            raise GatewayError(
-                400,
+            raise _invalid(
+                "stop",
                 f"Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with length {len(stop)} instead.",
-                param="stop",
-                code="array_above_max_length",
+                "array_above_max_length",
             )
 
 
@@ -148,28 +141,24 @@ def check_chat(body: dict[str, Any]) -> None:
     _common(body)
     msgs = body.get("messages")
     if msgs is None:
-        raise GatewayError(
-            400, "Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter"
-        )
+        raise _invalid("messages", "Missing required parameter: 'messages'.", "missing_required_parameter")
     if not isinstance(msgs, list):
         raise type_error("messages", "an array", msgs)
     if not msgs:
-        raise GatewayError(
-            400,
+        raise _invalid(
+            "messages",
             "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
-            param="messages",
-            code="empty_array",
+            "empty_array",
         )
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
             raise type_error(f"messages[{i}]", "an object", m)
         role = m.get("role")
         if role is None:
-            raise GatewayError(
-                400,
+            raise _invalid(
+                f"messages[{i}].role",
                 f"Missing required parameter: 'messages[{i}].role'.",
-                param=f"messages[{i}].role",
-                code="missing_required_parameter",
+                "missing_required_parameter",
             )
         if not isinstance(role, str):
             raise type_error(f"messages[{i}].role", "a string", role)
@@ -177,11 +166,9 @@ def check_chat(body: dict[str, Any]) -> None:
     integer(body, "max_completion_tokens", 0, None)
     _boolean(body, "logprobs")
     if body.get("top_logprobs") is not None and body.get("logprobs") is not True:
-        raise GatewayError(
-            400,
+        raise _invalid(
+            "top_logprobs",
             "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
-            param="top_logprobs",
-            code="invalid_value",
         )
 
 
@@ -200,9 +187,7 @@ def _prompt_ok(p: Any) -> bool:
 def check_completions(body: dict[str, Any]) -> None:
     _common(body)
     if "prompt" not in body or body["prompt"] is None:
-        raise GatewayError(
-            400, "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
-        )
+        raise _invalid("prompt", "Missing required parameter: 'prompt'.", "missing_required_parameter")
     if not _prompt_ok(body["prompt"]):
         raise type_error(
             "prompt",
@@ -216,19 +201,9 @@ def check_completions(body: dict[str, Any]) -> None:
     best_of, n = body.get("best_of"), body.get("n") or 1
     if best_of is not None:
         if best_of < n:
-            raise GatewayError(
-                400,
-                f"best_of must be greater than or equal to n (got best_of={best_of}, n={n}).",
-                param="best_of",
-                code="invalid_value",
-            )
+            raise _invalid("best_of", f"best_of must be greater than or equal to n (got best_of={best_of}, n={n}).")
         if best_of > 1 and body.get("stream") is True:
-            raise GatewayError(
-                400,
-                "best_of results cannot be streamed; use best_of=1 with stream.",
-                param="best_of",
-                code="invalid_value",
-            )
+            raise _invalid("best_of", "best_of results cannot be streamed; use best_of=1 with stream.")
     suffix = body.get("suffix")
     if suffix is not None and not isinstance(suffix, str):
         raise type_error("suffix", "a string", suffix)
@@ -238,19 +213,15 @@ def check_embeddings(body: dict[str, Any]) -> None:
     _common(body)
     inp = body.get("input")
     if inp is None:
-        raise GatewayError(
-            400, "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
-        )
+        raise _invalid("input", "Missing required parameter: 'input'.", "missing_required_parameter")
     if isinstance(inp, str):
         if not inp:
-            raise GatewayError(400, "'input' cannot be an empty string.", param="input", code="invalid_value")
+            raise _invalid("input", "'input' cannot be an empty string.")
     elif isinstance(inp, list):
         if not inp:
-            raise GatewayError(400, "'input' cannot be an empty array.", param="input", code="invalid_value")
+            raise _invalid("input", "'input' cannot be an empty array.")
         if len(inp) > 2048:
-            raise GatewayError(
-                400, "'input' must have at most 2048 items.", param="input", code="array_above_max_length"
-            )
+            raise _invalid("input", "'input' must have at most 2048 items.", "array_above_max_length")
         ok = (
             all(isinstance(x, str) and x for x in inp)
             or all(_is_int(x) for x in inp)
@@ -264,11 +235,8 @@ def check_embeddings(body: dict[str, Any]) -> None:
         raise type_error("input", "a string or an array", inp)
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
-        raise GatewayError(
-            400,
-            f"Invalid value for 'encoding_format': expected 'float' or 'base64', got {fmt!r}.",
-            param="encoding_format",
-            code="invalid_value",
+        raise _invalid(
+            "encoding_format", f"Invalid value for 'encoding_format': expected 'float' or 'base64', got {fmt!r}."
         )
     integer(body, "dimensions", 1, None)
 

@@ -160,15 +160,7 @@ class Simulator:
                     "finish_reason": finish,
                 }
             )
-        return {
-            "id": f"chatcmpl-mock{_digest(body)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "mock"),
-            "choices": choices,
-            "usage": _usage(prompt_tokens, completion_tokens),
-            "system_fingerprint": "fp_mock",
-        }
+        return _envelope("chatcmpl-mock", "chat.completion", body, choices, _usage(prompt_tokens, completion_tokens))
 
     def chat_stream(self, body: dict[str, Any]) -> list[bytes]:
         outs, prompt_tokens = self.chat(body)
@@ -243,15 +235,7 @@ class Simulator:
                     "finish_reason": finish,
                 }
             )
-        return {
-            "id": f"cmpl-mock{_digest(body)}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": body.get("model", "mock"),
-            "choices": choices,
-            "usage": _usage(prompt_tokens, completion_tokens),
-            "system_fingerprint": "fp_mock",
-        }
+        return _envelope("cmpl-mock", "text_completion", body, choices, _usage(prompt_tokens, completion_tokens))
 
     def completion_stream(self, body: dict[str, Any]) -> list[bytes]:
         outs, prompt_tokens = self.completion(body)
@@ -332,6 +316,21 @@ def embed(text: str, dims: int) -> list[float]:
     vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
     return [v / norm for v in vec]
+
+
+def _envelope(id_prefix: str, obj: str, body: dict[str, Any], choices: list[Any], usage: Any) -> dict[str, Any]:
+    """The fields every answer (and, with ``usage=None``, every chunk) carries."""
+    out = {
+        "id": f"{id_prefix}{_digest(body)}",
+        "object": obj,
+        "created": int(time.time()),
+        "model": body.get("model", "mock"),
+        "choices": choices,
+        "system_fingerprint": "fp_mock",
+    }
+    if usage is not None:
+        out["usage"] = usage
+    return out
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
