@@ -52,11 +52,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.config import Limits
 from gateway.errors import GatewayError
@@ -432,18 +433,40 @@ class Limiter:
         self._names: dict[str, tuple[str, str, str]] = {}
         self._queue: asyncio.Queue[tuple[Admission, int]] = asyncio.Queue(SETTLE_QUEUE)
         self._worker: asyncio.Task[None] | None = None
-        self._redis: Redis | None = None
+        self._redis: Any = None
+        self._url = redis_url
         if redis_url:
-            self._redis = Redis.from_url(
-                redis_url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),  # a retry would only stretch the wait past ``timeout``
-                health_check_interval=0,
-                driver_info=None,  # no CLIENT SETINFO: fewer round trips when a burst opens connections
-            )
-            self._admit_script = self._redis.register_script(_ADMIT_LUA)
-            self._settle_script = self._redis.register_script(_SETTLE_LUA)
+            self._redis = Redis.from_url(redis_url, **self._options())
+            self._register()
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "retry": Retry(NoBackoff(), 0),  # a retry would only stretch the wait past ``timeout``
+            "health_check_interval": 0,
+            "driver_info": None,  # no CLIENT SETINFO: fewer round trips when a burst opens connections
+        }
+
+    def _register(self) -> None:
+        self._admit_script = self._redis.register_script(_ADMIT_LUA)
+        self._settle_script = self._redis.register_script(_SETTLE_LUA)
+
+    async def _use_cluster_if_needed(self) -> None:
+        """A Redis Cluster needs the cluster client (a key's three limit keys share one slot)."""
+        try:
+            info = await self._redis.info("cluster")
+        except ResponseError:
+            return  # INFO denied or renamed: only a cluster needs it, assume standalone
+        if not info.get("cluster_enabled"):
+            return
+        plain = self._redis
+        opts = self._options()
+        opts.pop("health_check_interval")
+        self._redis = RedisCluster.from_url(self._url, **opts)
+        await self._redis.initialize()
+        self._register()
+        await plain.aclose()
 
     @property
     def uses_redis(self) -> bool:
@@ -456,6 +479,7 @@ class Limiter:
         try:
             # Loaded up front so a burst of first requests does not each hit NOSCRIPT and reload.
             async with asyncio.timeout(max(1.0, 4 * self.timeout)):
+                await self._use_cluster_if_needed()
                 for script in (self._admit_script, self._settle_script):
                     script.sha = await self._redis.script_load(script.script)
         except (RedisError, OSError, TimeoutError) as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import re
 import shutil
 import socket
@@ -30,6 +31,7 @@ from gateway.errors import GatewayError
 from gateway.limits import EMPTY, Admission, Limiter, format_duration, retry_after
 from tests.conftest import REDIS_URL
 from tests.servers import free_port
+from tests.test_usage_redis import cluster  # noqa: F401  (a real 3-node Redis Cluster fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ["memory", "redis"]
@@ -489,3 +491,25 @@ def test_settlements_are_bounded_and_counted(monkeypatch: pytest.MonkeyPatch, si
         await lim.close()
 
     run(go())
+
+
+def test_limits_on_a_redis_cluster(cluster) -> None:  # noqa: F811  (the fixture from test_usage_redis)
+    """Against a real 3-node cluster: the cluster client is used and rpm holds exactly."""
+
+    async def run() -> tuple[int, bool]:
+        lim = Limiter(cluster[0].url, f"clu{os.getpid()}:", "deny", timeout=2.0)
+        await lim.start()
+        try:
+            ok = 0
+            for i in range(12):
+                try:
+                    await lim.admit(f"team-{i % 3}", Limits(rpm=2), 1)
+                    ok += 1
+                except GatewayError as e:
+                    assert e.status == 429, e.message
+            return ok, type(lim._redis).__name__ == "RedisCluster"
+        finally:
+            await lim.close()
+
+    ok, is_cluster = asyncio.run(run())
+    assert is_cluster and ok == 6  # 2 per key, 3 keys spread over the cluster's slots
