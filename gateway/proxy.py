@@ -460,8 +460,9 @@ def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
 
 # Watching for a disconnect costs a task and a wake-up of the connection's reader (about 40 us,
 # a fifth of a fast request's CPU), so it starts only once a request has lasted this long: a
-# disconnect is then noticed at most this late, and fast requests never pay for it.
-WATCH_AFTER = 0.2
+# disconnect is then noticed at most this late (LLM calls that matter last seconds), and fast
+# requests never pay for it.
+WATCH_AFTER = 1.0
 
 
 class DisconnectWatch:
