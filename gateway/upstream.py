@@ -21,7 +21,9 @@ from gateway.errors import GatewayError
 from providers.base import CHAT, UpstreamRequest
 from providers.mock import Simulator
 
-READ_CHUNK = 64 * 1024
+# A whole (non-streamed) upstream answer is held in memory to translate it: bound it, so a
+# broken or hostile upstream cannot exhaust the worker.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 def unreachable(provider: str, why: str) -> GatewayError:
@@ -61,13 +63,33 @@ class _HTTPResponse(UpstreamResponse):
 
     async def read(self) -> bytes:
         try:
-            return await self._resp.read()
+            length = self._resp.content_length
+            if length is not None and length <= MAX_RESPONSE_BYTES:
+                return await self._resp.read()
+            return await self._read_bounded()
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise timed_out(self._provider) from None
         except aiohttp.ClientError as e:
             raise unreachable(self._provider, type(e).__name__) from None
         finally:
             self._resp.release()
+
+    async def _read_bounded(self) -> bytes:
+        """A body without (or with too large) a length: read no more than the bound."""
+        parts: list[bytes] = []
+        size = 0
+        while data := await self._resp.content.readany():
+            size += len(data)
+            if size > MAX_RESPONSE_BYTES:
+                self._resp.close()
+                raise GatewayError(
+                    502,
+                    f"{self._provider}: the upstream's response is over {MAX_RESPONSE_BYTES} bytes",
+                    code="upstream_bad_response",
+                    reason="too_large",
+                )
+            parts.append(data)
+        return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         content = self._resp.content

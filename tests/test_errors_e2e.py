@@ -322,3 +322,13 @@ def test_stream_without_upstream_usage_is_estimated_and_relayed(gw):
         )
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "a b c"
+
+
+def test_oversized_upstream_answer_is_502(gw, monkeypatch):
+    import gateway.upstream
+
+    monkeypatch.setattr(gateway.upstream, "MAX_RESPONSE_BYTES", 1000)
+    big = " ".join(["word"] * 400)  # the echoed answer is well over 1,000 bytes
+    r = post(gw, "/v1/chat/completions", chat("faulty/ok").replace('"hi"', f'"{big}"'))
+    assert r.status_code == 502 and err(r)["code"] == "upstream_bad_response"
+    assert post(gw, "/v1/chat/completions", chat("faulty/ok")).status_code == 200
