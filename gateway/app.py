@@ -9,6 +9,7 @@ microseconds. Lifespan starts the HTTP client and the usage writer and flushes o
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -147,6 +148,7 @@ class Gateway:
         await self.upstream.start()
         await self.limiter.start()
         lifecycle.install(self, asyncio.get_running_loop(), self.config.server.drain_delay, self.reload)
+        _freeze_startup_objects()
         if self.metrics is not None:
             self.metrics.reap_dead_workers()
         if self.writer is not None:
@@ -259,6 +261,8 @@ class Gateway:
             log.error("reload refused, keeping the running config: %s", e)
             return [str(e)]
         self.state, self.config = state, cfg  # one assignment: requests in flight keep their State
+        gc.unfreeze()  # let the old State be collected once its last request is done
+        _freeze_startup_objects()
         log.info("config reloaded from %s", path)
         return []
 
@@ -302,6 +306,13 @@ class Gateway:
             ),
             rid,
         )
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything alive now (modules, config, clients) out of the collector's reach: full
+    collections then walk only what requests create, which measurably cuts CPU per request."""
+    gc.collect()
+    gc.freeze()
 
 
 def load_or_default(path: str | None) -> tuple[Config, bool]:
