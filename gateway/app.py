@@ -107,7 +107,7 @@ class Gateway:
                 *files.routes(self),
                 *([Route("/metrics", self.metrics_text, methods=["GET"])] if self.metrics else []),
             ],
-            exception_handlers={404: self._not_found, 405: self._not_allowed},
+            exception_handlers={404: self._not_found, 405: self._not_allowed, Exception: self._failed},
         )
 
     # -- ASGI ------------------------------------------------------------------------------
@@ -124,7 +124,12 @@ class Gateway:
                     headers={"allow": "POST"},
                 )
                 return await send_error(send, err, clean_request_id(None))
-            return await self.router(scope, receive, send)
+            try:
+                return await self.router(scope, receive, send)
+            except Exception as e:
+                # Starlette has already answered with _failed; keep the traceback out of the log.
+                log.error("unexpected %s on %s: %.200s", type(e).__name__, scope["path"], e)
+                return
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         return await self.router(scope, receive, send)
@@ -293,6 +298,10 @@ class Gateway:
         assert self.metrics is not None
         body, content_type = self.metrics.render()
         return Response(body, media_type=content_type)
+
+    async def _failed(self, request: Request, exc: Exception) -> Response:
+        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        return _err(GatewayError(500, "The gateway failed to handle this request.", code="internal_error"), rid)
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))

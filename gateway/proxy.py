@@ -12,6 +12,7 @@ error (and, with several deployments, a fallback).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from gateway.routing import Deployment, Route
     from gateway.state import State
 
+log = logging.getLogger("switchyard")
+
 _BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
     "HTTP library correctly. The API expects a JSON payload, but what was sent was not valid JSON.)"
@@ -40,6 +43,7 @@ class Outcome:
     """What the relay learned, for the usage record."""
 
     __slots__ = (
+        "committed",
         "completion_tokens",
         "done",
         "estimated",
@@ -53,6 +57,7 @@ class Outcome:
     )
 
     def __init__(self) -> None:
+        self.committed = False  # the response has started: errors can no longer be a JSON body
         self.done = False  # the last response message is being sent: a disconnect now is normal
         self.gone = False  # the client disconnected before the answer was complete
         self.headers: list[tuple[bytes, bytes]] = []  # rate-limit headers for every response
@@ -149,6 +154,14 @@ class Pipeline:
             await send_error(send, e, request_id, close=e.status == 413, more=out.headers)
         except ClientGone:
             out.status = 499
+        except Exception as e:  # a bug must still answer in OpenAI's shape, and log no traceback
+            out.status = 500
+            log.error("unexpected %s on %s (request %s): %.200s", type(e).__name__, path, request_id, e)
+            err = GatewayError(500, "The gateway failed to handle this request.", code="internal_error")
+            if not out.committed:
+                await send_error(send, err, request_id, more=out.headers)
+            elif not out.done:
+                await send({"type": "http.response.body", "body": err.sse_event(), "more_body": False})
         finally:
             self.in_flight -= 1
             if out.estimated and not out.prompt_tokens:
@@ -238,7 +251,7 @@ class Pipeline:
                     await self._pump(state, send, dep, opened, ctx, out)
                 else:
                     out.status = 200
-                    out.done = True
+                    out.done = out.committed = True
                     await send_json(send, 200, orjson.dumps(opened), ctx.request_id, out.headers)
                 return
             finally:
@@ -367,6 +380,7 @@ class Pipeline:
         """Commit the stream to the client and relay it event by event."""
         translator, parser = st.translator, st.parser
         try:
+            out.committed = True
             await send(
                 {
                     "type": "http.response.start",

@@ -332,3 +332,20 @@ def test_oversized_upstream_answer_is_502(gw, monkeypatch):
     r = post(gw, "/v1/chat/completions", chat("faulty/ok").replace('"hi"', f'"{big}"'))
     assert r.status_code == 502 and err(r)["code"] == "upstream_bad_response"
     assert post(gw, "/v1/chat/completions", chat("faulty/ok")).status_code == 200
+
+
+def test_a_bug_still_answers_in_openai_shape_without_a_traceback(gw, monkeypatch, caplog):
+    import gateway.app
+    import gateway.proxy
+
+    def boom(body):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setitem(gateway.proxy.CHECKS, "chat", boom)
+    monkeypatch.setattr(gateway.app.Gateway, "_models_for", lambda self, p: boom(None))
+    with caplog.at_level("ERROR"):
+        r = post(gw, "/v1/chat/completions", chat("mock/echo"))
+        assert r.status_code == 500 and err(r)["code"] == "internal_error" and "simulated" not in r.text
+        r = httpx.get(gw.url + "/v1/models", headers=H)
+        assert r.status_code == 500 and err(r)["code"] == "internal_error"
+    assert "Traceback" not in caplog.text and "simulated bug" in caplog.text
