@@ -338,7 +338,10 @@ class Pipeline:
             resp.close()
         if resp.status >= 300:
             raise _http_error(dep, resp, data)
-        result = dep.adapter.parse_response(endpoint, data, ctx)
+        try:
+            result = dep.adapter.parse_response(endpoint, data, ctx)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise dep.adapter.bad_response(f"unexpected shape ({type(e).__name__})") from None
         if not _take_usage(out, result.get("usage")) or ctx.extra.get("usage_estimated"):
             out.estimated = True
         return result
@@ -360,12 +363,12 @@ class Pipeline:
             pending: list[bytes] = []
             async for chunk in chunks:
                 for ev in parser.feed(chunk):
-                    pending.extend(translator.feed(ev))
+                    pending.extend(_feed(translator, adapter, ev))
                 if pending or translator.finished:
                     break
             else:
                 for ev in parser.close():
-                    pending.extend(translator.feed(ev))
+                    pending.extend(_feed(translator, adapter, ev))
                 if not pending and not translator.finished:
                     raise adapter.bad_response("the stream ended before its first event")
             ok = True
@@ -396,7 +399,7 @@ class Pipeline:
                 async for chunk in st.chunks:
                     payloads: list[bytes] = []
                     for ev in parser.feed(chunk):
-                        payloads.extend(translator.feed(ev))
+                        payloads.extend(_feed(translator, dep.adapter, ev))
                     if payloads:
                         await send({"type": "http.response.body", "body": frame(payloads), "more_body": True})
                     if translator.finished:
@@ -404,7 +407,7 @@ class Pipeline:
                 else:
                     tail: list[bytes] = []
                     for ev in parser.close():
-                        tail.extend(translator.feed(ev))
+                        tail.extend(_feed(translator, dep.adapter, ev))
                     if tail:
                         await send({"type": "http.response.body", "body": frame(tail), "more_body": True})
             if not translator.finished:
@@ -427,6 +430,15 @@ class Pipeline:
             if not _take_usage(out, translator.usage):
                 out.estimated = True
                 out.completion_tokens = translator.content_chunks
+
+
+def _feed(translator: Any, adapter: Any, ev: Any) -> list[bytes]:
+    """One upstream event through the translator; an event of an unexpected shape is the
+    upstream's fault (502), not a gateway crash."""
+    try:
+        return translator.feed(ev)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise adapter.bad_response(f"a stream event of unexpected shape ({type(e).__name__})") from None
 
 
 class _OpenStream:

@@ -98,6 +98,27 @@ class FaultUpstream:
                     self.disconnects += 1
                     return
             return await send_json(send, 200, orjson.dumps(_sim.respond("chat", body)), "f")
+        if model == "anthropic-garbage":
+            # A Messages stream whose second event has a delta of the wrong type.
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
+            start = {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": "m",
+                    "stop_reason": None,
+                    "usage": {"input_tokens": 3, "output_tokens": 1},
+                },
+            }
+            ev = b"event: message_start\ndata: " + orjson.dumps(start) + b"\n\n"
+            ev += b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
+            ev += b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":5}\n\n'
+            return await send({"type": "http.response.body", "body": ev, "more_body": False})
         if model == "hang":
             await asyncio.sleep(30)
             return

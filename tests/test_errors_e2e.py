@@ -36,6 +36,7 @@ def gw(fault, gateway_factory):
         "timeout": 0.5,
         "retries": 0,
     }
+    cfg["providers"]["claude"] = {"kind": "anthropic", "base_url": srv.url, "api_key": "sk-ant", "retries": 0}
     cfg["providers"]["patient"] = {"kind": "openai", "base_url": srv.url + "/v1", "timeout": 10, "retries": 0}
     cfg["providers"]["dead"] = {"kind": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "retries": 0}
     return gateway_factory(cfg)
@@ -349,3 +350,12 @@ def test_a_bug_still_answers_in_openai_shape_without_a_traceback(gw, monkeypatch
         r = httpx.get(gw.url + "/v1/models", headers=H)
         assert r.status_code == 500 and err(r)["code"] == "internal_error"
     assert "Traceback" not in caplog.text and "simulated bug" in caplog.text
+
+
+def test_a_translated_stream_of_unexpected_shape_ends_with_an_error_event(gw):
+    with httpx.stream(
+        "POST", gw.url + "/v1/chat/completions", content=chat("claude/anthropic-garbage", stream=True), headers=H
+    ) as r:
+        text = r.read().decode()
+    assert r.status_code == 200 and "[DONE]" not in text
+    assert text.rstrip().splitlines()[-1].startswith('data: {"error"')
