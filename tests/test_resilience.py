@@ -227,3 +227,20 @@ def test_load_shedding_beyond_max_concurrent(fault, gateway_factory):
     assert codes.count(504) == 2 and codes.count(503) == 4
     r = chat(gw, "mock/echo")
     assert r.status_code == 200
+
+
+def test_translator_shape_errors_become_502():
+    from gateway.config import ProviderConfig
+    from gateway.errors import GatewayError
+    from gateway.proxy import _feed
+    from providers.base import SSEEvent
+    from providers.openai import OpenAIAdapter
+
+    class Broken:
+        def feed(self, ev):
+            return {}["missing"]
+
+    adapter = OpenAIAdapter("up", ProviderConfig(kind="openai", base_url="http://x/v1"))
+    with pytest.raises(GatewayError) as e:
+        _feed(Broken(), adapter, SSEEvent(None, b"{}"))
+    assert e.value.status == 502 and e.value.code == "upstream_bad_response"
