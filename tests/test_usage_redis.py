@@ -138,52 +138,10 @@ def _pings(client: redis.Redis) -> bool:
         return False
 
 
-class SilentListener:
-    """Accepts TCP connections and never answers: a hung Redis."""
+class _Listener:
+    """A loopback TCP listener whose accepted connections ``_on_connection`` handles (in a thread)."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.conns.append(conn)  # held open, never read, never answered
-
-    def __enter__(self) -> SilentListener:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        for c in self.conns:
-            c.close()
-        self.sock.close()
-
-
-class ReplyDropProxy:
-    """A TCP proxy to Redis that, while ``swallow`` is set, forwards commands but drops the replies.
-
-    That is exactly "Redis applied the write, the client timed out": the case idempotency is for.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.swallow = False
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
@@ -198,22 +156,60 @@ class ReplyDropProxy:
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
-                client, _ = self.sock.accept()
+                conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
-            for s in (client, upstream):
-                s.settimeout(0.1)
-                self._socks.append(s)
-            self._spawn(client, upstream, replies=False)
-            self._spawn(upstream, client, replies=True)
+            self._socks.append(conn)
+            self._on_connection(conn)
 
-    def _spawn(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
-        t = threading.Thread(target=self._pump, args=(src, dst, replies), daemon=True)
+    def _on_connection(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)
         self._threads.append(t)
         t.start()
+
+    def __enter__(self) -> Any:
+        self._spawn(self._accept)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        for s in self._socks:
+            s.close()
+        self.sock.close()
+
+
+class SilentListener(_Listener):
+    """Accepts TCP connections and never answers: a hung Redis."""
+
+    def _on_connection(self, conn: socket.socket) -> None:
+        pass  # held open, never read, never answered
+
+
+class ReplyDropProxy(_Listener):
+    """A TCP proxy to Redis that, while ``swallow`` is set, forwards commands but drops the replies.
+
+    That is exactly "Redis applied the write, the client timed out": the case idempotency is for.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__()
+        self.upstream_port = upstream_port
+        self.swallow = False
+
+    def _on_connection(self, conn: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
+        self._socks.append(upstream)
+        for s in (conn, upstream):
+            s.settimeout(0.1)
+        self._spawn(self._pump, conn, upstream, False)
+        self._spawn(self._pump, upstream, conn, True)
 
     def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
         while not self._stop.is_set():
@@ -231,20 +227,6 @@ class ReplyDropProxy:
                 dst.sendall(data)
             except OSError:
                 return
-
-    def __enter__(self) -> ReplyDropProxy:
-        t = threading.Thread(target=self._accept, daemon=True)
-        self._threads.append(t)
-        t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
-        for s in self._socks:
-            s.close()
-        self.sock.close()
 
 
 @pytest.fixture
