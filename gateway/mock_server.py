@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 
 from gateway.http import Receive, Scope, Send, answer_lifespan, read_body, send_json
+from gateway.mock_files import PREFIXES as FILE_PREFIXES
+from gateway.mock_files import FilesSimulator
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 from providers.mock import Simulator
 
@@ -83,6 +85,8 @@ class MockUpstream:
         self.chunk_delay = chunk_delay_ms / 1000.0
         self.record = record
         self.requests: deque[dict[str, Any]] = deque(maxlen=1000)
+        # OpenAI's files, fine-tuning and batch APIs, for the openai dialect.
+        self.files = FilesSimulator() if dialect == "openai" else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -94,10 +98,19 @@ class MockUpstream:
                 self.requests.clear()
             return await send_json(send, 200, orjson.dumps(list(self.requests)), "mock")
         raw = await read_body(receive, MAX_SIMULATED_BODY, None)
+        if self.files is not None and scope["path"].startswith(FILE_PREFIXES):
+            self._record(scope, {"_bytes": len(raw)})
+            return await self.files.handle(scope, raw, send)
         try:
             body = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
             body = {"_raw": raw.decode("utf-8", "replace")}
+        self._record(scope, body)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        await self.handler(self, scope, body if isinstance(body, dict) else {}, send)
+
+    def _record(self, scope: Scope, body: Any) -> None:
         if self.record:
             self.requests.append(
                 {
@@ -108,9 +121,6 @@ class MockUpstream:
                     "body": body,
                 }
             )
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        await self.handler(self, scope, body if isinstance(body, dict) else {}, send)
 
 
 def serve_mock(

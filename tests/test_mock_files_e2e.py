@@ -1,0 +1,61 @@
+"""Files, fine-tuning jobs and batches through the gateway to `mock-upstream --dialect openai`."""
+
+from __future__ import annotations
+
+import io
+
+import openai
+import pytest
+
+from gateway.mock_server import MockUpstream
+from tests.conftest import CLIENT_KEY, OTHER_KEY, base_config
+from tests.servers import ServerThread
+
+TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+
+
+@pytest.fixture
+def sdk(gateway_factory):
+    with ServerThread(MockUpstream("openai")) as up:
+        cfg = base_config(up.url)
+        cfg["providers"]["openai"]["files"] = True
+        cfg["keys"][1]["models"] = ["*"]
+        gw = gateway_factory(cfg)
+        yield (
+            openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0),
+            openai.OpenAI(base_url=gw.url + "/v1", api_key=OTHER_KEY, max_retries=0),
+        )
+
+
+def test_file_job_and_batch_lifecycle(sdk):
+    c, other = sdk
+    f = c.files.create(file=("train.jsonl", io.BytesIO(TRAINING)), purpose="fine-tune")
+    assert f.id.startswith("file-sy") and f.bytes == len(TRAINING) and f.filename == "train.jsonl"
+    assert c.files.retrieve(f.id).purpose == "fine-tune"
+    assert c.files.content(f.id).read() == TRAINING
+    assert [x.id for x in c.files.list()] == [f.id]
+    assert [x.id for x in other.files.list()] == []
+    with pytest.raises(openai.NotFoundError):
+        other.files.retrieve(f.id)
+
+    job = c.fine_tuning.jobs.create(model="openai/gpt-4o-mini", training_file=f.id, suffix="demo", seed=7)
+    assert job.id.startswith("ftjob-sy") and job.training_file == f.id and job.status == "queued"
+    assert job.model == "openai/gpt-4o-mini"
+    assert c.fine_tuning.jobs.retrieve(job.id).id == job.id
+    assert [j.id for j in c.fine_tuning.jobs.list()] == [job.id]
+    assert c.fine_tuning.jobs.list_events(job.id).data[0].object == "fine_tuning.job.event"
+    assert c.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    with pytest.raises(openai.BadRequestError):
+        c.fine_tuning.jobs.create(model="openai/gpt-4o-mini", training_file=f.id, suffix="x" * 65)
+
+    batch_file = c.files.create(file=("b.jsonl", io.BytesIO(b"{}\n")), purpose="batch")
+    b = c.batches.create(input_file_id=batch_file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert b.id.startswith("batch_sy") and b.input_file_id == batch_file.id and b.status == "validating"
+    assert c.batches.retrieve(b.id).id == b.id and c.batches.cancel(b.id).status == "cancelling"
+    assert [x.id for x in c.batches.list()] == [b.id]
+    with pytest.raises(openai.NotFoundError):
+        other.batches.retrieve(b.id)
+
+    assert c.files.delete(f.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        c.files.retrieve(f.id)
