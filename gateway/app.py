@@ -46,7 +46,8 @@ HOT_ROUTES = {
 }
 # The routes a metrics ``endpoint`` label may name; any other path is "other".
 METRIC_ENDPOINTS = (*HOT_ROUTES, "/v1/files", "/v1/fine_tuning/jobs", "/v1/batches")
-USAGE_FLUSH_TIMEOUT = 5.0  # at most this many seconds (and shutdown_grace) of shutdown go to writing usage
+USAGE_FLUSH_TIMEOUT = 5.0
+MEMORY_LOG_MAX = 10_000  # at most this many seconds (and shutdown_grace) of shutdown go to writing usage
 
 
 def _json(status: int, obj: Any, request_id: str | None = None, headers: dict[str, str] | None = None) -> Response:
@@ -79,7 +80,8 @@ class Gateway:
                 metrics=self.metrics,
             )
         else:
-            self.store = MemoryStore(cfg.usage.log_max_len)
+            # The in-process log is only for inspection; a million records would be ~200 MB per worker.
+            self.store = MemoryStore(min(cfg.usage.log_max_len, MEMORY_LOG_MAX))
         self.accountant = Accountant(self.writer or self.store, self.metrics, cfg.server.access_log)
         m = self.metrics
         self.balancer = Balancer(
