@@ -46,8 +46,8 @@ HOT_ROUTES = {
 }
 # The routes a metrics ``endpoint`` label may name; any other path is "other".
 METRIC_ENDPOINTS = (*HOT_ROUTES, "/v1/files", "/v1/fine_tuning/jobs", "/v1/batches")
-USAGE_FLUSH_TIMEOUT = 5.0
-MEMORY_LOG_MAX = 10_000  # at most this many seconds (and shutdown_grace) of shutdown go to writing usage
+USAGE_FLUSH_TIMEOUT = 5.0  # at most this many seconds (and shutdown_grace) of shutdown go to writing usage
+MEMORY_LOG_MAX = 10_000  # records the in-process usage log keeps
 
 
 def _json(status: int, obj: Any, request_id: str | None = None, headers: dict[str, str] | None = None) -> Response:
