@@ -107,8 +107,10 @@ class ProviderConfig(_Frozen):
         if self.kind == "bedrock":
             # Reserved by the design; refusing it here beats failing at start-up.
             raise ValueError("kind 'bedrock' is not available in this version of Switchyard")
-        if self.files and self.kind not in ("openai", "azure"):
-            raise ValueError(f"files: true needs a provider with OpenAI's files API (openai, azure), not '{self.kind}'")
+        if self.files and self.kind not in ("openai", "azure", "mock"):
+            raise ValueError(
+                f"files: true needs a provider with OpenAI's files API (openai, azure, mock), not '{self.kind}'"
+            )
         if self.kind in ("openai", "azure") and not self.base_url:
             raise ValueError(f"kind '{self.kind}' needs a base_url")
         return self
@@ -309,7 +311,7 @@ def default_config() -> Config:
     return parse_config(
         {
             "keys": [{"name": "demo", "key": DEMO_KEY}],
-            "providers": {"mock": {"kind": "mock"}},
+            "providers": {"mock": {"kind": "mock", "files": True}},
             "models": [
                 {"name": "mock/echo", "context_window": 32768},
                 {"name": "mock/embed"},

@@ -89,7 +89,7 @@ JOBS = "/v1/fine_tuning/jobs"
 BATCHES = "/v1/batches"
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision")  # seed 004
-SUPPORTED_KINDS = frozenset({"openai", "azure"})
+SUPPORTED_KINDS = frozenset({"openai", "azure", "mock"})
 MAX_SCAN_PAGES = 10  # upstream pages one filtered list call may read
 SCAN_PAGE = 100  # objects per upstream page when filtering jobs and batches (the batches API's maximum)
 HEAD_MAX = 1024 * 1024  # upload bytes held back while looking for `purpose`
@@ -313,6 +313,8 @@ class FilesTarget:
                 self._query.append(("api-version", str(version)))
             if key:
                 self._headers["api-key"] = key
+        elif cfg.kind == "mock":
+            base = "mock://files"  # the in-process simulator (gateway/mock_files.py)
         elif key:
             self._headers["authorization"] = f"Bearer {key}"
         self.base = base

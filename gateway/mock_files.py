@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.http import Scope, Send, send_json
+from gateway.http import Scope, Send
 
 PREFIXES = ("/v1/files", "/v1/fine_tuning/jobs", "/v1/batches")
 _DISPOSITION = re.compile(rb'name="([^"]*)"(?:; filename="([^"]*)")?')
@@ -52,28 +52,37 @@ class FilesSimulator:
         self.batches: dict[str, dict[str, Any]] = {}
 
     async def handle(self, scope: Scope, raw: bytes, send: Send) -> None:
-        method, path = scope["method"], scope["path"]
-        query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
         headers = {k.decode(): v.decode("latin-1") for k, v in scope["headers"]}
+        status, body, ctype = self.respond(
+            scope["method"],
+            scope["path"],
+            scope.get("query_string", b"").decode(),
+            headers.get("content-type", ""),
+            raw,
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def respond(
+        self, method: str, path: str, query_string: str, content_type: str, raw: bytes
+    ) -> tuple[int, bytes, str]:
+        """One request: (status, body, content type). Shared by the HTTP simulator and the in-process one."""
+        query = dict(p.split("=", 1) for p in query_string.split("&") if "=" in p)
         parts = path.removeprefix("/v1/").split("/")
         if parts[0] == "files" and len(parts) == 3 and parts[2] == "content" and method == "GET":
             f = self.files.get(parts[1])
-            if f is None:
-                status, obj = _error(404, f"No such File object: {parts[1]}", "id")
-                return await send_json(send, status, orjson.dumps(obj), "mock")
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/octet-stream"),
-                        (b"content-length", str(len(f[1])).encode()),
-                    ],
-                }
-            )
-            return await send({"type": "http.response.body", "body": f[1]})
-        status, obj = self.route(method, parts, query, headers.get("content-type", ""), raw)
-        await send_json(send, status, orjson.dumps(obj), "mock")
+            if f is not None:
+                return 200, f[1], "application/octet-stream"
+            status, obj = _error(404, f"No such File object: {parts[1]}", "id")
+        else:
+            status, obj = self.route(method, parts, query, content_type, raw)
+        return status, orjson.dumps(obj), "application/json"
 
     def route(self, method: str, parts: list[str], query: dict[str, str], ctype: str, raw: bytes) -> tuple[int, Any]:
         kind, rest = parts[0], parts[1:]

@@ -18,8 +18,11 @@ import aiohttp
 import orjson
 
 from gateway.errors import GatewayError
+from gateway.mock_files import FilesSimulator
 from providers.base import CHAT, UpstreamRequest
 from providers.mock import Simulator
+
+MOCK_FILES = "mock://files"  # the in-process files API of the mock provider
 
 # A whole (non-streamed) upstream answer is held in memory to translate it: bound it, so a
 # broken or hostile upstream cannot exhaust the worker.
@@ -131,11 +134,29 @@ class _MockResponse(UpstreamResponse):
         yield b"data: [DONE]\n\n"
 
 
+class _MockRawResponse(UpstreamResponse):
+    """An in-process answer of the simulated files API."""
+
+    __slots__ = ("_body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        self.status = status
+        self.headers = {"content-type": content_type, "content-length": str(len(body))}
+        self._body = body
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
 class UpstreamClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
         self._mock = Simulator()
+        self._files = FilesSimulator()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30, enable_cleanup_closed=True)
@@ -174,7 +195,7 @@ class UpstreamClient:
         was hit) the upstream request is aborted and the failure surfaces here.
         """
         if req.url.startswith("mock://"):
-            return self._send_mock(req)
+            return await self._send_mock(req, body)
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         try:
             resp = await self._session.request(
@@ -202,7 +223,14 @@ class UpstreamClient:
             raise unreachable(provider, type(e).__name__) from None
         return _HTTPResponse(resp, provider)
 
-    def _send_mock(self, req: UpstreamRequest) -> UpstreamResponse:
+    async def _send_mock(self, req: UpstreamRequest, stream_body: AsyncIterable[bytes] | None) -> UpstreamResponse:
+        if req.url.startswith(MOCK_FILES):
+            raw = b"".join([c async for c in stream_body]) if stream_body is not None else req.body or b""
+            path, _, query = req.url[len(MOCK_FILES) :].partition("?")
+            status, data, ctype = self._files.respond(
+                req.method, "/v1" + path, query, req.headers.get("content-type", ""), raw
+            )
+            return _MockRawResponse(status, data, ctype)
         body = orjson.loads(req.body or b"{}")
         endpoint = req.url[len("mock://") :]
         if req.stream:

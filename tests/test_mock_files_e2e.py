@@ -59,3 +59,13 @@ def test_file_job_and_batch_lifecycle(sdk):
     assert c.files.delete(f.id).deleted is True
     with pytest.raises(openai.NotFoundError):
         c.files.retrieve(f.id)
+
+
+def test_the_built_in_mock_provider_has_a_files_api_too(gateway_factory):
+    gw = gateway_factory(base_config() | {"providers": {"mock": {"kind": "mock", "files": True}}})
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    f = c.files.create(file=("t.jsonl", io.BytesIO(TRAINING)), purpose="fine-tune")
+    assert c.files.content(f.id).read() == TRAINING and [x.id for x in c.files.list()] == [f.id]
+    job = c.fine_tuning.jobs.create(model="mock/echo", training_file=f.id)
+    assert c.fine_tuning.jobs.retrieve(job.id).status == "queued"
+    assert c.files.delete(f.id).deleted
