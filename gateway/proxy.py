@@ -208,7 +208,9 @@ class Pipeline:
             request_id=request_id,
         )
         task = asyncio.current_task()
-        watcher = DisconnectWatch(receive, task, out)
+        # Streams are watched from the start (a client that leaves one mid-way is the common case
+        # and must be recorded as 499); other requests only once they have lasted WATCH_AFTER.
+        watcher = DisconnectWatch(receive, task, out, 0.0 if stream else WATCH_AFTER)
         try:
             await self._attempts(state, send, endpoint, body, route, ctx, stream, out)
         except asyncio.CancelledError:
@@ -485,9 +487,9 @@ def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
 
 
 # Watching for a disconnect costs a task and a wake-up of the connection's reader (about 40 us,
-# a fifth of a fast request's CPU), so it starts only once a request has lasted this long: a
-# disconnect is then noticed at most this late (LLM calls that matter last seconds), and fast
-# requests never pay for it.
+# a fifth of a fast request's CPU), so a non-streamed request is watched only once it has lasted
+# this long: a disconnect is then noticed at most this late (LLM calls that matter last seconds),
+# and fast requests never pay for it.
 WATCH_AFTER = 1.0
 
 
@@ -496,18 +498,23 @@ class DisconnectWatch:
 
     __slots__ = ("_task", "_timer", "_watcher", "out", "receive")
 
-    def __init__(self, receive: Receive, task: asyncio.Task[Any] | None, out: Outcome) -> None:
+    def __init__(self, receive: Receive, task: asyncio.Task[Any] | None, out: Outcome, after: float) -> None:
         self.receive = receive
         self.out = out
         self._task = task
         self._watcher: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
+        self._timer: asyncio.TimerHandle | None = None
+        if after > 0:
+            self._timer = asyncio.get_running_loop().call_later(after, self._start)
+        else:
+            self._start()
 
     def _start(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     def stop(self) -> None:
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._watcher is not None:
             self._watcher.cancel()
 
