@@ -25,7 +25,7 @@ from gateway.accounting import Accountant
 from gateway.balancer import Balancer
 from gateway.config import Config, ConfigError, default_config, load_config, summary
 from gateway.errors import GatewayError, not_found_route
-from gateway.http import Receive, Scope, Send, clean_request_id, dumps, send_error
+from gateway.http import Receive, Scope, Send, clean_request_id, dumps, request_id_of, send_error
 from gateway.limits import Limiter
 from gateway.metrics import Metrics
 from gateway.proxy import Pipeline
@@ -180,7 +180,7 @@ class Gateway:
         )
 
     async def list_models(self, request: Request) -> Response:
-        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        rid = request_id_of(request)
         try:
             p = self._principal(request)
         except GatewayError as e:
@@ -200,7 +200,7 @@ class Gateway:
         return data
 
     async def get_model(self, request: Request) -> Response:
-        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        rid = request_id_of(request)
         try:
             p = self._principal(request)
             name = request.path_params["model"]
@@ -218,7 +218,7 @@ class Gateway:
         return _json(200, {"id": name, "object": "model", "created": int(self.started), "owned_by": owner}, rid)
 
     async def get_usage(self, request: Request) -> Response:
-        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        rid = request_id_of(request)
         try:
             p = self._principal(request)
             key = request.query_params.get("key") or p.name
@@ -274,7 +274,7 @@ class Gateway:
         return []
 
     async def admin_reload(self, request: Request) -> Response:
-        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        rid = request_id_of(request)
         try:
             p = self._principal(request)
             if not p.admin:
@@ -302,15 +302,15 @@ class Gateway:
         return Response(body, media_type=content_type)
 
     async def _failed(self, request: Request, exc: Exception) -> Response:
-        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        rid = request_id_of(request)
         return _err(GatewayError(500, "The gateway failed to handle this request.", code="internal_error"), rid)
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
-        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        rid = request_id_of(request)
         return _err(not_found_route(request.method, request.url.path), rid)
 
     async def _not_allowed(self, request: Request, exc: Exception) -> Response:
-        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        rid = request_id_of(request)
         return _err(
             GatewayError(
                 405, f"Method {request.method} not allowed for {request.url.path}.", code="method_not_allowed"

@@ -12,6 +12,7 @@ from fnmatch import fnmatchcase
 
 from gateway.config import Config, KeyConfig, Limits
 from gateway.errors import invalid_api_key
+from gateway.limits import has_limits
 
 _GLOB_CHARS = "*?["
 _CACHE_MAX = 4096
@@ -25,7 +26,7 @@ class Principal:
         self.admin = k.admin
         self.globs = k.models
         self.limits: Limits = k.limits
-        self.limited = any(v is not None for v in (k.limits.rpm, k.limits.tpm, k.limits.tokens_per_day))
+        self.limited = has_limits(k.limits)
         self.files_provider = k.files_provider
         self.digest = k.digest()
         self._allowed: dict[str, bool] = {}

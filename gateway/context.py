@@ -60,13 +60,10 @@ def fit(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind: str, nativ
     prompts = list(_measure(endpoint, body, encoding(name) if name else None))
     low = max(p.low for p in prompts)
     high = max(p.high for p in prompts)
-    budget = _budget(body)
+    budget = budget_of(body)
     new = _decide(endpoint, window, low, high, budget, behaviour, facts.max_output_tokens)
     if budget is not None and new is not None and new < budget:
-        for k in _BUDGET_KEYS:
-            v = body.get(k)
-            if _is_int(v) and v > new:
-                body[k] = new
+        cap_budget(body, new)
     return Fit(sum(p.high for p in prompts), all(p.exact for p in prompts), new)
 
 
@@ -148,12 +145,21 @@ def _prompts(prompt: Any) -> list[str | list[Any]]:
     return [p if isinstance(p, str | list) else "" for p in prompt]
 
 
-def _budget(body: dict[str, Any]) -> int | None:
+def budget_of(body: dict[str, Any]) -> int | None:
+    """The request's completion budget: ``max_completion_tokens``, else ``max_tokens``."""
     for k in _BUDGET_KEYS:
         v = body.get(k)
         if _is_int(v):
             return v
     return None
+
+
+def cap_budget(body: dict[str, Any], limit: int) -> None:
+    """Lower every budget field the client set to at most ``limit``."""
+    for k in _BUDGET_KEYS:
+        v = body.get(k)
+        if _is_int(v) and v > limit:
+            body[k] = limit
 
 
 def _is_int(v: Any) -> bool:
@@ -170,7 +176,7 @@ def _surely_fits(endpoint: str, body: dict[str, Any], window: int, max_output: i
     ``4 * characters`` bounds any tokenizer's count; messages add their fixed overhead. Only
     plain text qualifies (images, tools and tool calls are counted the careful way).
     """
-    budget = _budget(body)
+    budget = budget_of(body)
     if max_output is not None and budget is not None and budget > max_output:
         return False  # truncate mode must still cap the budget
     if endpoint == COMPLETIONS:

@@ -57,7 +57,7 @@ from starlette.routing import Route
 
 from gateway.config import Limits, ProviderConfig
 from gateway.errors import GatewayError, invalid, model_not_allowed
-from gateway.http import ClientGone, Receive, Scope, Send, clean_request_id, dumps, read_body, too_large
+from gateway.http import ClientGone, DisconnectWatch, Receive, Scope, Send, dumps, read_body, request_id_of, too_large
 from gateway.objects import (
     BATCH,
     FILE,
@@ -395,7 +395,7 @@ class FilesAPI:
     # -- the frame every request goes through ------------------------------------------------------
     async def _serve(self, request: Request, family: str, handler: Handler) -> Response:
         state: State = self.gw.state
-        rid = clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+        rid = request_id_of(request)
         call = Call(state, rid, family, time.perf_counter(), headers={"x-request-id": rid})
         state.accountant.begin()
         finished_later = False
@@ -831,8 +831,7 @@ class ContentRelay(Response):
             if value:
                 headers.append((name.encode(), value.encode("latin-1")))
         task = asyncio.current_task()
-        gone = asyncio.Event()
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone))
+        watcher = DisconnectWatch(receive, task)
         sent = 0
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -842,7 +841,7 @@ class ContentRelay(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             call.status = 200
         except asyncio.CancelledError:
-            if not gone.is_set():
+            if not watcher.gone:
                 raise
             if task is not None:
                 task.uncancel()
@@ -852,18 +851,10 @@ class ContentRelay(Response):
             call.state.accountant.upstream_error(call.provider, e.reason)
             raise
         finally:
-            watcher.cancel()
+            watcher.stop()
             resp.close()
             self.api.count_bytes(call, "download", sent)
             self.api.finish(call)
-
-
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any] | None, gone: asyncio.Event) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    gone.set()
-    if task is not None:
-        task.cancel()
 
 
 # -- request bodies and parameters -----------------------------------------------------------------

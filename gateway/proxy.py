@@ -19,9 +19,20 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.context import PARAM as OVERFLOW_PARAM
-from gateway.context import fit_async, overflow_error, parse_overflow
+from gateway.context import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
 from gateway.errors import GatewayError, model_not_allowed
-from gateway.http import ClientGone, Receive, Scope, Send, clean_request_id, read_body, send_error, send_json
+from gateway.http import (
+    WATCH_AFTER,
+    ClientGone,
+    DisconnectWatch,
+    Receive,
+    Scope,
+    Send,
+    clean_request_id,
+    read_body,
+    send_error,
+    send_json,
+)
 from gateway.sse import DONE, SSE_HEADERS, SSEParser, frame
 from gateway.usage.record import UsageRecord
 from gateway.validate import CHECKS
@@ -309,11 +320,9 @@ class Pipeline:
                 state.accountant.upstream_error(dep.provider, e.reason)  # once per failed attempt
                 if e.status == 400 and (nums := parse_overflow(e.message)):
                     window, prompt, completion = nums
-                    budget = next((fitted_body[k] for k in BUDGET_KEYS if isinstance(fitted_body.get(k), int)), None)
+                    budget = budget_of(fitted_body)
                     if behaviour == "truncate" and not corrected and budget is not None and window - prompt >= 1:
-                        for k in BUDGET_KEYS:
-                            if isinstance(fitted_body.get(k), int):
-                                fitted_body[k] = min(fitted_body[k], window - prompt)
+                        cap_budget(fitted_body, window - prompt)
                         corrected = True  # once: never loop on an upstream that keeps refusing
                         continue
                     raise overflow_error(endpoint, window, prompt, completion or budget) from None
@@ -454,7 +463,6 @@ class _OpenStream:
         self.pending = pending
 
 
-BUDGET_KEYS = ("max_completion_tokens", "max_tokens")
 _RETRYABLE = frozenset({408, 409, 429})
 _MAX_RETRY_AFTER = 30.0  # longer upstream Retry-After: move on to the next deployment instead
 
@@ -484,47 +492,3 @@ def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
     if ra and (resp.status in (429, 503, 529) or err.status in (429, 503)):
         err.headers = {**err.headers, "retry-after": ra}
     return err
-
-
-# Watching for a disconnect costs a task and a wake-up of the connection's reader (about 40 us,
-# a fifth of a fast request's CPU), so a non-streamed request is watched only once it has lasted
-# this long: a disconnect is then noticed at most this late (LLM calls that matter last seconds),
-# and fast requests never pay for it.
-WATCH_AFTER = 1.0
-
-
-class DisconnectWatch:
-    """Cancels the request's task the moment the client goes away, closing the upstream call."""
-
-    __slots__ = ("_task", "_timer", "_watcher", "out", "receive")
-
-    def __init__(self, receive: Receive, task: asyncio.Task[Any] | None, out: Outcome, after: float) -> None:
-        self.receive = receive
-        self.out = out
-        self._task = task
-        self._watcher: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        if after > 0:
-            self._timer = asyncio.get_running_loop().call_later(after, self._start)
-        else:
-            self._start()
-
-    def _start(self) -> None:
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._watcher is not None:
-            self._watcher.cancel()
-
-    async def _watch(self) -> None:
-        while True:
-            msg = await self.receive()
-            if msg["type"] == "http.disconnect":
-                if self.out.done:
-                    return
-                self.out.gone = True
-                if self._task is not None:
-                    self._task.cancel()
-                return
