@@ -167,13 +167,7 @@ class Simulator:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         want_lp = body.get("logprobs") is True
         top = body.get("top_logprobs") or 0
-        base = {
-            "id": f"chatcmpl-mock{_digest(body)}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": body.get("model", "mock"),
-            "system_fingerprint": "fp_mock",
-        }
+        base = _head("chatcmpl-mock", "chat.completion.chunk", body)
         if include_usage:
             base["usage"] = None
         events: list[bytes] = []
@@ -242,13 +236,7 @@ class Simulator:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         echo = body.get("echo") is True
         lp = body.get("logprobs")
-        base = {
-            "id": f"cmpl-mock{_digest(body)}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": body.get("model", "mock"),
-            "system_fingerprint": "fp_mock",
-        }
+        base = _head("cmpl-mock", "text_completion", body)
         if include_usage:
             base["usage"] = None
         events: list[bytes] = []
@@ -318,19 +306,19 @@ def embed(text: str, dims: int) -> list[float]:
     return [v / norm for v in vec]
 
 
-def _envelope(id_prefix: str, obj: str, body: dict[str, Any], choices: list[Any], usage: Any) -> dict[str, Any]:
-    """The fields every answer (and, with ``usage=None``, every chunk) carries."""
-    out = {
+def _head(id_prefix: str, obj: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The fields every answer and every chunk carries."""
+    return {
         "id": f"{id_prefix}{_digest(body)}",
         "object": obj,
         "created": int(time.time()),
         "model": body.get("model", "mock"),
-        "choices": choices,
         "system_fingerprint": "fp_mock",
     }
-    if usage is not None:
-        out["usage"] = usage
-    return out
+
+
+def _envelope(id_prefix: str, obj: str, body: dict[str, Any], choices: list[Any], usage: Any) -> dict[str, Any]:
+    return {**_head(id_prefix, obj, body), "choices": choices, "usage": usage}
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
