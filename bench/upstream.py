@@ -15,8 +15,8 @@ from typing import Any
 
 import uvicorn
 
-from gateway.http import Receive, Scope, Send
-from gateway.mock_server import MockUpstream
+from gateway.wire.asgi import Receive, Scope, Send
+from simulators.server import MockUpstream
 
 BACKLOG = 16384
 

@@ -20,21 +20,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import files, lifecycle
-from gateway.accounting import Accountant
-from gateway.balancer import Balancer
+from gateway import lifecycle
+from gateway.accounting.accountant import Accountant
+from gateway.accounting.metrics import Metrics
+from gateway.accounting.usage.redis_store import RedisStore
+from gateway.accounting.usage.store import MemoryStore, usage_body
+from gateway.accounting.usage.writer import UsageWriter
 from gateway.config import Config, ConfigError, default_config, load_config, summary
 from gateway.errors import GatewayError, not_found_route
-from gateway.http import Receive, Scope, Send, clean_request_id, dumps, request_id_of, send_error
-from gateway.limits import Limiter
-from gateway.metrics import Metrics
-from gateway.proxy import Pipeline
-from gateway.state import State, build_state
-from gateway.upstream import UpstreamClient
-from gateway.usage.redis_store import RedisStore
-from gateway.usage.store import MemoryStore, usage_body
-from gateway.usage.writer import UsageWriter
-from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from gateway.pipeline.balancer import Balancer
+from gateway.pipeline.generation import Pipeline
+from gateway.pipeline.limits import Limiter
+from gateway.pipeline.state import State, build_state
+from gateway.routes import files
+from gateway.wire.asgi import Receive, Scope, Send, clean_request_id, dumps, request_id_of, send_error
+from gateway.wire.types import CHAT, COMPLETIONS, EMBEDDINGS
+from gateway.wire.upstream import UpstreamClient
+from simulators.transport import InProcessTransport
 
 log = logging.getLogger("switchyard")
 
@@ -67,6 +69,7 @@ class Gateway:
     def __init__(self, cfg: Config) -> None:
         self.config = cfg
         self.upstream = UpstreamClient()
+        self.upstream.mount("mock://", InProcessTransport())  # the built-in mock provider, no socket
         self.metrics = Metrics(cfg.metrics, METRIC_ENDPOINTS) if cfg.metrics.enabled else None
         self.store: MemoryStore | RedisStore
         self.writer: UsageWriter | None = None

@@ -15,8 +15,8 @@ from gateway.config import ConfigError, load_config, summary
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.accounting.metrics import prepare_multiprocess_dir
     from gateway.app import load_or_default
-    from gateway.metrics import prepare_multiprocess_dir
 
     path = args.config or os.environ.get("SWITCHYARD_CONFIG")
     try:
@@ -82,7 +82,7 @@ def _hash_key(args: argparse.Namespace) -> int:
 
 
 def _mock_upstream(args: argparse.Namespace) -> int:
-    from gateway.mock_server import serve_mock
+    from simulators.server import serve_mock
 
     serve_mock(args.dialect, args.host, args.port, args.latency_ms, args.chunks, args.chunk_delay_ms)
     return 0

@@ -10,26 +10,17 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.errors import GatewayError
+from gateway.wire.types import CHAT, COMPLETIONS, EMBEDDINGS, SSEEvent, UpstreamRequest
 
 if TYPE_CHECKING:
     from gateway.config import ProviderConfig
 
-# Internal endpoint names (the route path is kept separately for usage and metrics).
-CHAT = "chat"
-COMPLETIONS = "completions"
-EMBEDDINGS = "embeddings"
-
-
-class SSEEvent(NamedTuple):
-    """One server-sent event: its ``event:`` name (None when absent) and joined ``data:`` bytes."""
-
-    event: str | None
-    data: bytes
+__all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "SSEEvent", "UpstreamRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +30,6 @@ class Target:
     upstream_model: str
     # Used when the dialect requires a completion budget (Anthropic) and the request gave none.
     default_max_tokens: int | None = None
-
-
-@dataclass(slots=True)
-class UpstreamRequest:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None
-    stream: bool = False
 
 
 @dataclass(slots=True)

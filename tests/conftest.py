@@ -11,7 +11,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import parse_config
-from gateway.mock_server import MockUpstream
+from simulators.server import MockUpstream
 from tests.servers import ServerThread
 
 CLIENT_KEY = "sk-test-client-key-1"

@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.mock_server import MockUpstream
+from simulators.server import MockUpstream
 from tests.conftest import CLIENT_KEY, base_config
 from tests.servers import ServerThread
 

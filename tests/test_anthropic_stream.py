@@ -14,7 +14,7 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.sse import SSEParser
+from gateway.wire.sse import SSEParser
 from providers.anthropic import JSON_TOOL, AnthropicAdapter
 from providers.base import CHAT, COMPLETIONS, CallContext, SSEEvent
 

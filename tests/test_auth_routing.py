@@ -6,10 +6,10 @@ import hashlib
 
 import pytest
 
-from gateway.auth import KeyTable
 from gateway.config import parse_config
 from gateway.errors import GatewayError
-from gateway.routing import Router
+from gateway.pipeline.auth import KeyTable
+from gateway.pipeline.routing import Router
 
 
 def cfg():

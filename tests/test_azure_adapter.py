@@ -15,7 +15,7 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.sse import SSEParser
+from gateway.wire.sse import SSEParser
 from providers.azure import AzureAdapter
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, Target
 

@@ -1,4 +1,4 @@
-"""gateway.context: the truncate/error decision, OpenAI's overflow error, upstream overflow parsing."""
+"""gateway.pipeline.overflow: the truncate/error decision, OpenAI's overflow error, upstream overflow parsing."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from gateway import context
-from gateway.context import PARAM, Fit, fit, fit_async, overflow_error, parse_overflow
+from gateway.pipeline import overflow as context
 from gateway.errors import GatewayError
-from gateway.routing import ModelFacts
-from gateway.tokens import count_chat, count_text, encoding, estimate_lower, estimate_upper
+from gateway.pipeline.overflow import PARAM, Fit, fit, fit_async, overflow_error, parse_overflow
+from gateway.pipeline.routing import ModelFacts
+from gateway.pipeline.tokens import count_chat, count_text, encoding, estimate_lower, estimate_upper
 
 O200K = encoding("o200k_base")
 MESSAGES = [

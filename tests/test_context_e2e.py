@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
+from simulators.faults import FaultUpstream
 from tests.conftest import CLIENT_KEY, base_config
-from tests.fault_upstream import FaultUpstream
 from tests.servers import ServerThread
 
 H = {"authorization": f"Bearer {CLIENT_KEY}"}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.metrics import EXPORTED
+from gateway.accounting.metrics import EXPORTED
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "switchyard.json"

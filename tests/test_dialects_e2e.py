@@ -16,9 +16,9 @@ import openai
 import orjson
 import pytest
 
-from gateway.http import answer_lifespan, read_body
-from gateway.mock_server import MAX_SIMULATED_BODY, MockUpstream
-from providers.mock import embed
+from gateway.wire.asgi import answer_lifespan, read_body
+from simulators.model import embed
+from simulators.server import MAX_SIMULATED_BODY, MockUpstream
 from tests.conftest import CLIENT_KEY, UPSTREAM_KEY, base_config
 from tests.servers import ServerThread
 

@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 
+from simulators.faults import FaultUpstream
 from tests.conftest import CLIENT_KEY, OTHER_KEY, base_config
-from tests.fault_upstream import FaultUpstream
 from tests.servers import ServerThread, free_port
 
 H = {"authorization": f"Bearer {CLIENT_KEY}"}
@@ -329,9 +329,9 @@ def test_stream_without_upstream_usage_is_estimated_and_relayed(gw):
 
 
 def test_oversized_upstream_answer_is_502(gw, monkeypatch):
-    import gateway.upstream
+    import gateway.wire.upstream
 
-    monkeypatch.setattr(gateway.upstream, "MAX_RESPONSE_BYTES", 1000)
+    monkeypatch.setattr(gateway.wire.upstream, "MAX_RESPONSE_BYTES", 1000)
     big = " ".join(["word"] * 400)  # the echoed answer is well over 1,000 bytes
     r = post(gw, "/v1/chat/completions", chat("faulty/ok").replace('"hi"', f'"{big}"'))
     assert r.status_code == 502 and err(r)["code"] == "upstream_bad_response"
@@ -340,12 +340,12 @@ def test_oversized_upstream_answer_is_502(gw, monkeypatch):
 
 def test_a_bug_still_answers_in_openai_shape_without_a_traceback(gw, monkeypatch, caplog):
     import gateway.app
-    import gateway.proxy
+    import gateway.pipeline.generation
 
     def boom(body):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setitem(gateway.proxy.CHECKS, "chat", boom)
+    monkeypatch.setitem(gateway.pipeline.generation.CHECKS, "chat", boom)
     monkeypatch.setattr(gateway.app.Gateway, "_models_for", lambda self, p: boom(None))
     with caplog.at_level("ERROR"):
         r = post(gw, "/v1/chat/completions", chat("mock/echo"))

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.files import (
+from gateway.routes.files import (
     HEAD_MAX,
     MAX_FIELD,
     FilesTarget,
@@ -30,8 +30,7 @@ from gateway.files import (
     multipart_boundary,
     object_path,
 )
-from gateway.http import ClientGone
-from gateway.objects import (
+from gateway.routes.objects import (
     BATCH,
     FILE,
     JOB,
@@ -44,6 +43,7 @@ from gateway.objects import (
     rewrite_file,
     rewrite_job,
 )
+from gateway.wire.asgi import ClientGone
 from tests.conftest import REDIS_URL
 
 PROVIDERS = {"openai", "my-open-ai", "azure.eu_1"}
@@ -546,8 +546,8 @@ def test_memory_owners() -> None:
 
 def test_redis_owners_layout() -> None:
     redis = pytest.importorskip("redis")
+    from gateway.accounting.usage.redis_store import RedisStore
     from gateway.config import UsageConfig
-    from gateway.usage.redis_store import RedisStore
 
     prefix = f"sytest:{uuid.uuid4().hex[:12]}:"
 
@@ -573,8 +573,8 @@ def test_redis_owners_layout() -> None:
 
 
 def test_redis_owners_fail_closed() -> None:
+    from gateway.accounting.usage.redis_store import RedisStore
     from gateway.config import UsageConfig
-    from gateway.usage.redis_store import RedisStore
 
     store = RedisStore(UsageConfig(redis_url="redis://127.0.0.1:1/0"), socket_timeout=0.2, connect_timeout=0.2)
     with pytest.raises(GatewayError) as e:

@@ -31,8 +31,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import parse_config
-from gateway.objects import BATCH, FILE, JOB, decode_id, encode_id
-from gateway.routing import Router
+from gateway.pipeline.routing import Router
+from gateway.routes.objects import BATCH, FILE, JOB, decode_id, encode_id
 from tests.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, REDIS_URL, UPSTREAM_KEY, base_config
 from tests.files_upstream import FilesUpstream
 from tests.servers import ServerThread, free_port

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.sse import SSEParser
+from gateway.wire.sse import SSEParser
 from providers.base import CHAT, COMPLETIONS, CallContext, Target
 from providers.fireworks import FireworksAdapter, fireworks_model
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway.mock_server import MockUpstream
+from simulators.server import MockUpstream
 from tests.servers import ServerThread, free_port
 
 KEY = "sk-life-1"

@@ -25,10 +25,10 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from gateway import limits as limits_mod
+from gateway.pipeline import limits as limits_mod
 from gateway.config import Limits
 from gateway.errors import GatewayError
-from gateway.limits import EMPTY, Admission, Limiter, format_duration, retry_after
+from gateway.pipeline.limits import EMPTY, Admission, Limiter, format_duration, retry_after
 from tests.conftest import REDIS_URL
 from tests.servers import free_port
 from tests.test_usage_redis import cluster  # noqa: F401  (a real 3-node Redis Cluster fixture)
@@ -316,7 +316,7 @@ _CHILD = """
 import asyncio, json, sys
 from gateway.config import Limits
 from gateway.errors import GatewayError
-from gateway.limits import Admission, Limiter
+from gateway.pipeline.limits import Admission, Limiter
 
 async def main(url, prefix, races, n):
     # A generous timeout: this is about atomicity, and a cold burst on a busy box may exceed 0.25 s.

@@ -16,7 +16,7 @@ import openai
 import pytest
 import redis
 
-from gateway.state import State
+from gateway.pipeline.state import State
 from tests.conftest import REDIS_URL
 from tests.servers import free_port
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.accounting import Accountant
+from gateway.accounting.accountant import Accountant
+from gateway.accounting.metrics import EXPORTED, LATENCY_BUCKETS, MULTIPROC_ENV, Metrics, prepare_multiprocess_dir
+from gateway.accounting.usage.record import UsageRecord
 from gateway.config import MetricsConfig
-from gateway.metrics import EXPORTED, LATENCY_BUCKETS, MULTIPROC_ENV, Metrics, prepare_multiprocess_dir
-from gateway.usage.record import UsageRecord
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v4/beta/completions", "/v1/embeddings")
 
@@ -173,8 +173,8 @@ WORKER = textwrap.dedent(
     """
     import sys
     from gateway.config import MetricsConfig
-    from gateway.metrics import Metrics
-    from gateway.usage.record import UsageRecord
+    from gateway.accounting.metrics import Metrics
+    from gateway.accounting.usage.record import UsageRecord
     m = Metrics(MetricsConfig(), ["/v1/chat/completions"])
     n = int(sys.argv[1])
     for i in range(n):
@@ -192,7 +192,7 @@ RENDER = textwrap.dedent(
     """
     import os
     from gateway.config import MetricsConfig
-    from gateway.metrics import Metrics
+    from gateway.accounting.metrics import Metrics
     m = Metrics(MetricsConfig(), [])
     m.reap_dead_workers()
     print(f"# pid {os.getpid()}")

@@ -7,7 +7,7 @@ import io
 import openai
 import pytest
 
-from gateway.mock_server import MockUpstream
+from simulators.server import MockUpstream
 from tests.conftest import CLIENT_KEY, OTHER_KEY, base_config
 from tests.servers import ServerThread
 

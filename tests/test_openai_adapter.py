@@ -12,7 +12,7 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.sse import SSEParser
+from gateway.wire.sse import SSEParser
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, SSEEvent, Target
 from providers.openai import OpenAIAdapter
 

@@ -11,12 +11,12 @@ import httpx
 import openai
 import pytest
 
-from gateway.balancer import CLOSED, HALF_OPEN, OPEN, Balancer
 from gateway.config import parse_config
-from gateway.proxy import _backoff
-from gateway.routing import Router
+from gateway.pipeline.balancer import CLOSED, HALF_OPEN, OPEN, Balancer
+from gateway.pipeline.generation import _backoff
+from gateway.pipeline.routing import Router
+from simulators.faults import FaultUpstream
 from tests.conftest import CLIENT_KEY, base_config
-from tests.fault_upstream import FaultUpstream
 from tests.servers import ServerThread
 
 H = {"authorization": f"Bearer {CLIENT_KEY}"}
@@ -232,7 +232,7 @@ def test_load_shedding_beyond_max_concurrent(fault, gateway_factory):
 def test_translator_shape_errors_become_502():
     from gateway.config import ProviderConfig
     from gateway.errors import GatewayError
-    from gateway.proxy import _feed
+    from gateway.pipeline.generation import _feed
     from providers.base import SSEEvent
     from providers.openai import OpenAIAdapter
 

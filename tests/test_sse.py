@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.sse import SSEParser, frame
+from gateway.wire.sse import SSEParser, frame
 from providers.base import SSEEvent
 
 

@@ -1,4 +1,4 @@
-"""gateway.tokens: offline encodings, OpenAI-billed chat counts, estimates for unknown tokenizers."""
+"""gateway.pipeline.tokens: offline encodings, OpenAI-billed chat counts, estimates for unknown tokenizers."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import tiktoken
 import tiktoken.load
 from tiktoken_ext import openai_public
 
-from gateway import tokens
-from gateway.tokens import (
+from gateway.pipeline import tokens
+from gateway.pipeline.tokens import (
     TokenizerError,
     count_chat,
     count_text,
@@ -128,17 +128,17 @@ def test_missing_packaged_file_fails_loudly(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_import_loads_no_encoding() -> None:
-    """Importing gateway.tokens and gateway.context opens no tokenizer file (lazy)."""
+    """Importing gateway.pipeline.tokens and gateway.pipeline.overflow opens no tokenizer file (lazy)."""
     code = textwrap.dedent(
         """
         import sys
         opened = []
         sys.addaudithook(lambda ev, args: opened.append(str(args[0])) if ev == "open" else None)
-        import gateway.context, gateway.tokens
-        assert not gateway.tokens._CACHE, gateway.tokens._CACHE
+        import gateway.pipeline.overflow, gateway.pipeline.tokens
+        assert not gateway.pipeline.tokens._CACHE, gateway.pipeline.tokens._CACHE
         bad = [p for p in opened if p.endswith(".tiktoken")]
         assert not bad, bad
-        gateway.tokens.encoding("o200k_base")
+        gateway.pipeline.tokens.encoding("o200k_base")
         assert [p for p in opened if p.endswith("o200k_base.tiktoken")]
         print("lazy")
         """

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import redis
 
+from gateway.accounting.usage.record import UsageRecord
+from gateway.accounting.usage.redis_store import GUARD_TTL, LOG_FIELDS, RedisStore, guard_key
 from gateway.config import UsageConfig
 from gateway.errors import GatewayError
-from gateway.usage.record import UsageRecord
-from gateway.usage.redis_store import GUARD_TTL, LOG_FIELDS, RedisStore, guard_key
 from tests.conftest import REDIS_URL
 from tests.servers import free_port
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis
 
-from gateway.usage.record import UsageRecord
-from gateway.usage.writer import UsageWriter
+from gateway.accounting.usage.record import UsageRecord
+from gateway.accounting.usage.writer import UsageWriter
 from tests.conftest import REDIS_URL
 from tests.test_usage_redis import (
     DAY,

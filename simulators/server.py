@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
-from gateway.http import Receive, Scope, Send, answer_lifespan, read_body, send_json
-from gateway.mock_files import PREFIXES as FILE_PREFIXES
-from gateway.mock_files import FilesSimulator
+from gateway.wire.asgi import Receive, Scope, Send, answer_lifespan, read_body, send_json
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
-from providers.mock import Simulator
+from simulators.files import PREFIXES as FILE_PREFIXES
+from simulators.files import FilesSimulator
+from simulators.model import Simulator
 
 Handler = Callable[["MockUpstream", Scope, dict[str, Any], Send], Awaitable[None]]
 
@@ -47,13 +47,13 @@ async def _openai(up: MockUpstream, scope: Scope, body: dict[str, Any], send: Se
     await send_json(send, 200, orjson.dumps(up.sim.respond(endpoint, body)), "mock")
 
 
-# dialect -> handler; other dialects live in their own modules (``gateway.mock_<dialect>``,
+# dialect -> handler; other dialects live in their own modules (``simulators.<dialect>``,
 # each exporting ``handle``), written independently of the adapters they test.
 DIALECTS: dict[str, Handler | str] = {
     "openai": _openai,
-    "anthropic": "gateway.mock_anthropic:handle",
-    "gemini": "gateway.mock_gemini:handle",
-    "cohere": "gateway.mock_cohere:handle",
+    "anthropic": "simulators.anthropic:handle",
+    "gemini": "simulators.gemini:handle",
+    "cohere": "simulators.cohere:handle",
 }
 
 

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.http import Scope, Send, send_json
+from gateway.wire.asgi import Scope, Send, send_json
 
 if TYPE_CHECKING:
-    from gateway.mock_server import MockUpstream
+    from simulators.server import MockUpstream
 
 GREETING = "Hello from the Switchyard mock Claude."
 STALL = 0.2  # seconds before a simulated mid-stream error

@@ -30,7 +30,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.usage.record import UsageRecord
+from gateway.accounting.usage.record import UsageRecord
 
 log = logging.getLogger("switchyard.usage")
 

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.context import PARAM as OVERFLOW_PARAM
-from gateway.context import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
+from gateway.accounting.usage.record import UsageRecord
 from gateway.errors import GatewayError, model_not_allowed
-from gateway.http import (
+from gateway.pipeline.overflow import PARAM as OVERFLOW_PARAM
+from gateway.pipeline.overflow import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
+from gateway.pipeline.validate import CHECKS
+from gateway.wire.asgi import (
     WATCH_AFTER,
     ClientGone,
     DisconnectWatch,
@@ -33,14 +35,12 @@ from gateway.http import (
     send_error,
     send_json,
 )
-from gateway.sse import DONE, SSE_HEADERS, SSEParser, frame
-from gateway.usage.record import UsageRecord
-from gateway.validate import CHECKS
+from gateway.wire.sse import DONE, SSE_HEADERS, SSEParser, frame
 from providers.base import EMBEDDINGS, CallContext
 
 if TYPE_CHECKING:
-    from gateway.routing import Deployment, Route
-    from gateway.state import State
+    from gateway.pipeline.routing import Deployment, Route
+    from gateway.pipeline.state import State
 
 log = logging.getLogger("switchyard")
 

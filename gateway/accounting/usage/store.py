@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import Any, Protocol
 
-from gateway.usage.record import UsageRecord
+from gateway.accounting.usage.record import UsageRecord
 
 FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import GatewayError
-from gateway.tokens import Bounds, Encoder, encoding, is_loaded, measure_chat, measure_text, tokenizer_for
+from gateway.pipeline.tokens import Bounds, Encoder, encoding, is_loaded, measure_chat, measure_text, tokenizer_for
 
 if TYPE_CHECKING:
-    from gateway.routing import ModelFacts
+    from gateway.pipeline.routing import ModelFacts
 
 PARAM = "context_length_exceeded_behavior"
 CHAT = "chat"

@@ -1,5 +1,5 @@
 """Usage accounting: the record each request produces and the stores that keep them."""
 
-from gateway.usage.record import UsageRecord
+from gateway.accounting.usage.record import UsageRecord
 
 __all__ = ["UsageRecord"]

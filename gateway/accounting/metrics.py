@@ -33,8 +33,8 @@ from prometheus_client import (
     values,
 )
 
+from gateway.accounting.usage.record import UsageRecord
 from gateway.config import MetricsConfig
-from gateway.usage.record import UsageRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"

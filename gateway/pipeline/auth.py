@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 
 from gateway.config import Config, KeyConfig, Limits
 from gateway.errors import invalid_api_key
-from gateway.limits import has_limits
+from gateway.pipeline.limits import has_limits
 
 _GLOB_CHARS = "*?["
 _CACHE_MAX = 4096

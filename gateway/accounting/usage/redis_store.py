@@ -32,10 +32,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
+from gateway.accounting.usage.record import UsageRecord
+from gateway.accounting.usage.store import FIELDS, parse_hash, record_increments
 from gateway.config import UsageConfig
 from gateway.errors import GatewayError
-from gateway.usage.record import UsageRecord
-from gateway.usage.store import FIELDS, parse_hash, record_increments
 
 log = logging.getLogger("switchyard.usage")
 

@@ -9,7 +9,7 @@ a CRLF pair is split across two reads. An event larger than ``max_event_bytes`` 
 from __future__ import annotations
 
 from gateway.errors import GatewayError
-from providers.base import SSEEvent
+from gateway.wire.types import SSEEvent
 
 DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = [

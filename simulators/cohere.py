@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.http import Scope, Send, send_json
-from providers.mock import count_tokens, embed
+from gateway.wire.asgi import Scope, Send, send_json
+from simulators.model import count_tokens, embed
 
 if TYPE_CHECKING:
-    from gateway.mock_server import MockUpstream
+    from simulators.server import MockUpstream
 
 PREAMBLE_TOKENS = 7
 DEFAULT_DIMENSIONS = 1536

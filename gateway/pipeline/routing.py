@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from gateway.config import Config, ModelConfig, ProviderConfig
 from gateway.errors import model_not_found
-from gateway.tokens import tokenizer_for
-from providers import make_adapter
+from gateway.pipeline.tokens import tokenizer_for
 from providers.base import Adapter, Target
+from providers.registry import make_adapter
 
 _PASSTHROUGH_CACHE_MAX = 10_000
 

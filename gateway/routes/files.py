@@ -55,10 +55,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.accounting.usage.record import UsageRecord
+from gateway.accounting.usage.redis_store import RedisStore
 from gateway.config import Limits, ProviderConfig
 from gateway.errors import GatewayError, invalid, model_not_allowed
-from gateway.http import ClientGone, DisconnectWatch, Receive, Scope, Send, dumps, read_body, request_id_of, too_large
-from gateway.objects import (
+from gateway.pipeline.validate import integer, type_error
+from gateway.routes.objects import (
     BATCH,
     FILE,
     JOB,
@@ -75,14 +77,22 @@ from gateway.objects import (
     rewrite_file,
     rewrite_job,
 )
-from gateway.usage.record import UsageRecord
-from gateway.usage.redis_store import RedisStore
-from gateway.validate import integer, type_error
+from gateway.wire.asgi import (
+    ClientGone,
+    DisconnectWatch,
+    Receive,
+    Scope,
+    Send,
+    dumps,
+    read_body,
+    request_id_of,
+    too_large,
+)
 from providers.base import UpstreamRequest, load_json
 
 if TYPE_CHECKING:
-    from gateway.auth import Principal
-    from gateway.state import State
+    from gateway.pipeline.auth import Principal
+    from gateway.pipeline.state import State
 
 FILES = "/v1/files"
 JOBS = "/v1/fine_tuning/jobs"
@@ -314,7 +324,7 @@ class FilesTarget:
             if key:
                 self._headers["api-key"] = key
         elif cfg.kind == "mock":
-            base = "mock://files"  # the in-process simulator (gateway/mock_files.py)
+            base = "mock://files"  # the in-process simulator (simulators/files.py)
         elif key:
             self._headers["authorization"] = f"Bearer {key}"
         self.base = base

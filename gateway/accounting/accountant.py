@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.usage.record import UsageRecord
+from gateway.accounting.usage.record import UsageRecord
 
 access_logger = logging.getLogger("switchyard.access")
 ACCESS_FLUSH_DELAY = 0.05  # seconds

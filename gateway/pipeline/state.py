@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.accounting import Accountant
-from gateway.auth import KeyTable
-from gateway.balancer import Balancer
+from gateway.accounting.accountant import Accountant
 from gateway.config import Config
-from gateway.limits import Limiter
-from gateway.routing import Router
-from gateway.upstream import UpstreamClient
+from gateway.pipeline.auth import KeyTable
+from gateway.pipeline.balancer import Balancer
+from gateway.pipeline.limits import Limiter
+from gateway.pipeline.routing import Router
+from gateway.wire.upstream import UpstreamClient
 
 
 @dataclass(slots=True)

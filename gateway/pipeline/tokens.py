@@ -41,7 +41,7 @@ class TokenizerError(ValueError):
     """A tokenizer that cannot be loaded: unknown name, unreadable or corrupt file."""
 
 
-_DATA_DIR = Path(__file__).with_name("data")
+_DATA_DIR = Path(__file__).parent.parent / "data"
 
 # Split patterns and special tokens exactly as tiktoken_ext/openai_public.py defines them
 # (tests/test_tokens.py checks they stay equal).

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.http import Scope, Send
+from gateway.wire.asgi import Scope, Send
 
 PREFIXES = ("/v1/files", "/v1/fine_tuning/jobs", "/v1/batches")
 _DISPOSITION = re.compile(rb'name="([^"]*)"(?:; filename="([^"]*)")?')

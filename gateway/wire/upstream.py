@@ -12,17 +12,12 @@ longest wait for the response headers and between any two body chunks (aiohttp's
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
-import orjson
 
 from gateway.errors import GatewayError
-from gateway.mock_files import FilesSimulator
-from providers.base import CHAT, UpstreamRequest
-from providers.mock import Simulator
-
-MOCK_FILES = "mock://files"  # the in-process files API of the mock provider
+from gateway.wire.types import UpstreamRequest
 
 # A whole (non-streamed) upstream answer is held in memory to translate it: bound it, so a
 # broken or hostile upstream cannot exhaust the worker.
@@ -114,49 +109,22 @@ class _HTTPResponse(UpstreamResponse):
             self._resp.close()
 
 
-class _MockResponse(UpstreamResponse):
-    """The in-process simulator behind ``mock://`` URLs: the same interface, no socket."""
+class Transport(Protocol):
+    """Something that answers ``UpstreamRequest``s without the network (httpx's MockTransport idea):
+    the composition root mounts one per URL scheme, e.g. the in-process simulator for ``mock://``."""
 
-    __slots__ = ("_body", "_events", "headers", "status")
-
-    def __init__(self, body: bytes | None, events: list[bytes] | None) -> None:
-        self.status = 200
-        self.headers = {"content-type": "text/event-stream" if events is not None else "application/json"}
-        self._body = body
-        self._events = events
-
-    async def read(self) -> bytes:
-        return self._body or b""
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        for e in self._events or ():
-            yield b"data: " + e + b"\n\n"
-        yield b"data: [DONE]\n\n"
-
-
-class _MockRawResponse(UpstreamResponse):
-    """An in-process answer of the simulated files API."""
-
-    __slots__ = ("_body", "headers", "status")
-
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
-        self.status = status
-        self.headers = {"content-type": content_type, "content-length": str(len(body))}
-        self._body = body
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        yield self._body
+    async def send(self, req: UpstreamRequest, body: AsyncIterable[bytes] | None) -> UpstreamResponse: ...
 
 
 class UpstreamClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
-        self._mock = Simulator()
-        self._files = FilesSimulator()
+        self._transports: dict[str, Transport] = {}
+
+    def mount(self, scheme: str, transport: Transport) -> None:
+        """Answer URLs starting with ``scheme`` (e.g. ``"mock://"``) with ``transport``."""
+        self._transports[scheme] = transport
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30, enable_cleanup_closed=True)
@@ -194,8 +162,8 @@ class UpstreamClient:
         it goes out as is, else chunked. When ``body`` itself fails (the client went away, a limit
         was hit) the upstream request is aborted and the failure surfaces here.
         """
-        if req.url.startswith("mock://"):
-            return await self._send_mock(req, body)
+        if self._transports and (scheme := req.url.partition("://")[0] + "://") in self._transports:
+            return await self._transports[scheme].send(req, body)
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         try:
             resp = await self._session.request(
@@ -222,17 +190,3 @@ class UpstreamClient:
         except aiohttp.ClientError as e:
             raise unreachable(provider, type(e).__name__) from None
         return _HTTPResponse(resp, provider)
-
-    async def _send_mock(self, req: UpstreamRequest, stream_body: AsyncIterable[bytes] | None) -> UpstreamResponse:
-        if req.url.startswith(MOCK_FILES):
-            raw = b"".join([c async for c in stream_body]) if stream_body is not None else req.body or b""
-            path, _, query = req.url[len(MOCK_FILES) :].partition("?")
-            status, data, ctype = self._files.respond(
-                req.method, "/v1" + path, query, req.headers.get("content-type", ""), raw
-            )
-            return _MockRawResponse(status, data, ctype)
-        body = orjson.loads(req.body or b"{}")
-        endpoint = req.url[len("mock://") :]
-        if req.stream:
-            return _MockResponse(None, self._mock.stream(endpoint if endpoint else CHAT, body))
-        return _MockResponse(orjson.dumps(self._mock.respond(endpoint, body)), None)

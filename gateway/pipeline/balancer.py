@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.routing import Deployment, Route
+    from gateway.pipeline.routing import Deployment, Route
 
 CLOSED, OPEN, HALF_OPEN = 0, 1, 2
 

@@ -26,11 +26,11 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from gateway.http import Scope, Send, send_json
-from providers.mock import count_tokens, embed
+from gateway.wire.asgi import Scope, Send, send_json
+from simulators.model import count_tokens, embed
 
 if TYPE_CHECKING:
-    from gateway.mock_server import MockUpstream
+    from simulators.server import MockUpstream
 
 _ROUTE = re.compile(r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent|embedContent|batchEmbedContents)")
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS"}

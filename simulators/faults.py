@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from gateway.http import Receive, Scope, Send, answer_lifespan, read_body, send_json
-from gateway.mock_server import MAX_SIMULATED_BODY
-from providers.mock import Simulator
+from gateway.wire.asgi import Receive, Scope, Send, answer_lifespan, read_body, send_json
+from simulators.model import Simulator
+from simulators.server import MAX_SIMULATED_BODY
 
 _sim = Simulator()
 

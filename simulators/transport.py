@@ -1,0 +1,76 @@
+"""The in-process transport behind ``mock://`` URLs: the simulated model and files API, no socket.
+
+Mounted on the upstream client by the composition root, so the production client never names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+
+import orjson
+
+from gateway.wire.types import CHAT, UpstreamRequest
+from gateway.wire.upstream import UpstreamResponse
+from simulators.files import FilesSimulator
+from simulators.model import Simulator
+
+MOCK_FILES = "mock://files"  # the in-process files API of the mock provider
+
+
+class _MockResponse(UpstreamResponse):
+    """The in-process simulator behind ``mock://`` URLs: the same interface, no socket."""
+
+    __slots__ = ("_body", "_events", "headers", "status")
+
+    def __init__(self, body: bytes | None, events: list[bytes] | None) -> None:
+        self.status = 200
+        self.headers = {"content-type": "text/event-stream" if events is not None else "application/json"}
+        self._body = body
+        self._events = events
+
+    async def read(self) -> bytes:
+        return self._body or b""
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for e in self._events or ():
+            yield b"data: " + e + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+
+class _MockRawResponse(UpstreamResponse):
+    """An in-process answer of the simulated files API."""
+
+    __slots__ = ("_body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        self.status = status
+        self.headers = {"content-type": content_type, "content-length": str(len(body))}
+        self._body = body
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
+class InProcessTransport:
+    """Answers ``mock://chat``, ``mock://completions``, ``mock://embeddings`` and ``mock://files/...``."""
+
+    def __init__(self) -> None:
+        self._mock = Simulator()
+        self._files = FilesSimulator()
+
+    async def send(self, req: UpstreamRequest, stream_body: AsyncIterable[bytes] | None) -> UpstreamResponse:
+        if req.url.startswith(MOCK_FILES):
+            raw = b"".join([c async for c in stream_body]) if stream_body is not None else req.body or b""
+            path, _, query = req.url[len(MOCK_FILES) :].partition("?")
+            status, data, ctype = self._files.respond(
+                req.method, "/v1" + path, query, req.headers.get("content-type", ""), raw
+            )
+            return _MockRawResponse(status, data, ctype)
+        body = orjson.loads(req.body or b"{}")
+        endpoint = req.url[len("mock://") :]
+        if req.stream:
+            return _MockResponse(None, self._mock.stream(endpoint if endpoint else CHAT, body))
+        return _MockResponse(orjson.dumps(self._mock.respond(endpoint, body)), None)
