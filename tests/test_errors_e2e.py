@@ -339,14 +339,14 @@ def test_oversized_upstream_answer_is_502(gw, monkeypatch):
 
 
 def test_a_bug_still_answers_in_openai_shape_without_a_traceback(gw, monkeypatch, caplog):
-    import gateway.app
     import gateway.pipeline.generation
+    import gateway.routes.models
 
     def boom(body):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setitem(gateway.pipeline.generation.CHECKS, "chat", boom)
-    monkeypatch.setattr(gateway.app.Gateway, "_models_for", lambda self, p: boom(None))
+    monkeypatch.setattr(gateway.pipeline.generation, "parse_body", boom)
+    monkeypatch.setattr(gateway.routes.models.ModelsRoutes, "models_for", lambda self, ctx: boom(None))
     with caplog.at_level("ERROR"):
         r = post(gw, "/v1/chat/completions", chat("mock/echo"))
         assert r.status_code == 500 and err(r)["code"] == "internal_error" and "simulated" not in r.text

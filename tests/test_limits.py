@@ -25,9 +25,9 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from gateway.pipeline import limits as limits_mod
 from gateway.config import Limits
 from gateway.errors import GatewayError
+from gateway.pipeline import limits as limits_mod
 from gateway.pipeline.limits import EMPTY, Admission, Limiter, format_duration, retry_after
 from tests.conftest import REDIS_URL
 from tests.servers import free_port

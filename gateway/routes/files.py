@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,10 +54,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounting.usage.record import UsageRecord
 from gateway.accounting.usage.redis_store import RedisStore
 from gateway.config import Limits, ProviderConfig
 from gateway.errors import GatewayError, invalid, model_not_allowed
+from gateway.pipeline.frame import CTX
 from gateway.pipeline.validate import integer, type_error
 from gateway.routes.objects import (
     BATCH,
@@ -85,13 +84,13 @@ from gateway.wire.asgi import (
     Send,
     dumps,
     read_body,
-    request_id_of,
     too_large,
 )
 from providers.base import UpstreamRequest, load_json
 
 if TYPE_CHECKING:
     from gateway.pipeline.auth import Principal
+    from gateway.pipeline.frame import RequestContext
     from gateway.pipeline.state import State
 
 FILES = "/v1/files"
@@ -345,12 +344,12 @@ def object_path(collection: str, upstream_id: str, action: str = "") -> str:
 # -- one request -----------------------------------------------------------------------------------
 @dataclass(slots=True)
 class Call:
-    """One request's accounting: who, where, and how it ended."""
+    """One request's files-side facts, handed back to the frame's context by ``sync``."""
 
+    ctx: RequestContext
     state: State
     request_id: str
     family: str
-    t0: float
     principal: Principal | None = None
     provider: str = ""
     model: str = ""
@@ -361,6 +360,11 @@ class Call:
     def who(self) -> Principal:
         assert self.principal is not None
         return self.principal
+
+    def sync(self) -> None:
+        """What the usage record says: the collection path (a bounded label), model, provider, status."""
+        ctx = self.ctx
+        ctx.route, ctx.model, ctx.provider, ctx.status = self.family, self.model, self.provider, self.status
 
 
 @functools.lru_cache(maxsize=256)
@@ -402,19 +406,16 @@ class FilesAPI:
 
         return Route(path, endpoint, methods=list(handlers))
 
-    # -- the frame every request goes through ------------------------------------------------------
+    # -- inside the frame: admission by rpm, then the handler ----------------------------------------
     async def _serve(self, request: Request, family: str, handler: Handler) -> Response:
-        state: State = self.gw.state
-        rid = request_id_of(request)
-        call = Call(state, rid, family, time.perf_counter(), headers={"x-request-id": rid})
-        state.accountant.begin()
-        finished_later = False
+        ctx: RequestContext = request.scope[CTX]
+        rid = ctx.request_id
+        call = Call(ctx, ctx.state, rid, family, ctx.principal, headers={"x-request-id": rid})
         try:
-            call.principal = p = self.gw._principal(request)
-            admission = await state.limiter.admit(p.name, _rpm_only(p.limits.rpm), 0)
+            p = call.who
+            admission = await ctx.state.limiter.admit(p.name, _rpm_only(p.limits.rpm), 0)
             call.headers.update((k.decode(), v.decode()) for k, v in admission.headers)
             response = await handler(call, request)
-            finished_later = isinstance(response, ContentRelay)
             call.status = response.status_code
             return response
         except GatewayError as e:
@@ -425,25 +426,7 @@ class FilesAPI:
             call.status = 499
             return Response(b"", 499, headers={"connection": "close"})
         finally:
-            if not finished_later:
-                self.finish(call)
-
-    def finish(self, call: Call) -> None:
-        p = call.principal
-        call.state.accountant.finish(
-            p.name if p else None,
-            UsageRecord(
-                id=call.request_id,
-                key=p.name if p else "",
-                model=call.model,
-                provider=call.provider,
-                endpoint=call.family,
-                status=call.status,
-                stream=False,
-                latency_ms=(time.perf_counter() - call.t0) * 1000.0,
-            ),
-            bool(call.model) and call.model in call.state.router.routes,
-        )
+            call.sync()
 
     def _json(self, call: Call, obj: Any) -> Response:
         return Response(dumps(obj), 200, headers=call.headers, media_type="application/json")
@@ -864,7 +847,7 @@ class ContentRelay(Response):
             watcher.stop()
             resp.close()
             self.api.count_bytes(call, "download", sent)
-            self.api.finish(call)
+            call.sync()
 
 
 # -- request bodies and parameters -----------------------------------------------------------------

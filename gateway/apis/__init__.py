@@ -1,0 +1,6 @@
+"""Client-facing generation APIs: one ``Endpoint`` record each (see ``base.py``)."""
+
+from gateway.apis import chat, completions, embeddings
+from gateway.apis.base import Endpoint
+
+ENDPOINTS: tuple[Endpoint, ...] = (chat.ENDPOINT, completions.ENDPOINT, embeddings.ENDPOINT)

@@ -1,0 +1,40 @@
+"""``GET /v1/usage``: a key's (or, for admins, any key's) totals for one UTC day."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.accounting.usage.store import UsageStore, usage_body
+from gateway.errors import GatewayError
+from gateway.pipeline.frame import CTX, RequestContext
+from gateway.routes.common import json_response
+
+
+class UsageRoutes:
+    def __init__(self, store: UsageStore) -> None:
+        self.store = store
+
+    def routes(self) -> list[Route]:
+        return [Route("/v1/usage", self.get_usage, methods=["GET"])]
+
+    async def get_usage(self, request: Request) -> Response:
+        ctx: RequestContext = request.scope[CTX]
+        p = ctx.who
+        key = request.query_params.get("key") or p.name
+        if key != p.name and not p.admin:
+            raise GatewayError(
+                403, "Reading another key's usage needs an admin key.", code="permission_error", type="permission_error"
+            )
+        date = request.query_params.get("date") or time.strftime("%Y-%m-%d", time.gmtime())
+        try:
+            day = time.strftime("%Y%m%d", time.strptime(date, "%Y-%m-%d"))
+        except ValueError:
+            raise GatewayError(
+                400, "Invalid 'date': expected YYYY-MM-DD.", param="date", code="invalid_value"
+            ) from None
+        totals, models = await self.store.usage(key, day)
+        return json_response(ctx, 200, usage_body(key, date, totals, models))
