@@ -28,6 +28,8 @@ from gateway.accounting.usage.redis_store import RedisStore
 from gateway.accounting.usage.store import MemoryStore
 from gateway.accounting.usage.writer import UsageWriter
 from gateway.apis import ENDPOINTS
+from gateway.apis.messages import ANTHROPIC_ERRORS
+from gateway.apis.responses_state import ResponseStore
 from gateway.config import Config, ConfigError, default_config, load_config
 from gateway.errors import GatewayError, not_found_route
 from gateway.pipeline import generation
@@ -38,7 +40,10 @@ from gateway.pipeline.state import State, build_state
 from gateway.routes import files
 from gateway.routes.admin import PUBLIC, AdminRoutes
 from gateway.routes.common import json_response
+from gateway.routes.count_tokens import ROUTE as COUNT_TOKENS
+from gateway.routes.count_tokens import count_tokens
 from gateway.routes.models import ModelsRoutes
+from gateway.routes.responses import ResponsesRoutes
 from gateway.routes.usage import UsageRoutes
 from gateway.wire.asgi import Receive, Scope, Send
 from gateway.wire.upstream import UpstreamClient
@@ -50,6 +55,7 @@ HOT_ROUTES = {path: ep for ep in ENDPOINTS for path in ep.paths}
 # The routes a metrics ``endpoint`` label may name; any other path is "other".
 METRIC_ENDPOINTS = (
     *HOT_ROUTES,
+    COUNT_TOKENS,
     "/v1/files",
     "/v1/fine_tuning/jobs",
     "/v1/batches",
@@ -95,7 +101,12 @@ class Gateway:
             cfg.server.limits_when_redis_down,
             on_failure=m.limits_failure if m else None,
         )
-        self.state: State = build_state(cfg, self.upstream, self.accountant, self.balancer, self.limiter)
+        self.responses = ResponseStore(
+            self.store if isinstance(self.store, RedisStore) else None, cfg.usage.prefix, cfg.responses.ttl
+        )
+        self.state: State = build_state(
+            cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses
+        )
         self.draining = False  # SIGTERM arrived: /readyz says 503 while in-flight work finishes
         self.frame = Frame(self)
         self.started = time.time()
@@ -105,6 +116,7 @@ class Gateway:
             routes=[
                 *self.models.routes(),
                 *UsageRoutes(self.store).routes(),
+                *ResponsesRoutes().routes(),
                 *AdminRoutes(self, self.reload).routes(),
                 *files.routes(self),
             ],
@@ -124,6 +136,9 @@ class Gateway:
             if endpoint is not None:
                 handler = self._handlers[endpoint] if scope["method"] == "POST" else _post_only
                 return await self.frame.run(scope, receive, send, handler, REQUIRED, endpoint.errors)
+            if scope["path"] == COUNT_TOKENS:
+                handler = count_tokens if scope["method"] == "POST" else _post_only
+                return await self.frame.run(scope, receive, send, handler, REQUIRED, ANTHROPIC_ERRORS)
             if scope["path"] in PUBLIC:
                 return await self.router(scope, receive, send)  # probes and scrapes: not requests to record
             return await self.frame.run(scope, receive, send, self._routed, self._auth_for(scope))
@@ -199,7 +214,7 @@ class Gateway:
             return ["no config file: the built-in default has nothing to reload"]
         try:
             cfg = await asyncio.to_thread(load_config, path)
-            state = build_state(cfg, self.upstream, self.accountant, self.balancer, self.limiter)
+            state = build_state(cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses)
         except ConfigError as e:
             for p in e.problems:
                 log.error("reload refused, keeping the running config: %s", p)

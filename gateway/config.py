@@ -86,6 +86,8 @@ class ProviderConfig(_Frozen):
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     context_length_exceeded_behavior: OverflowBehavior | None = None
     files: bool = False
+    # The Responses API: served by the upstream itself (OpenAI, Azure) or translated through chat.
+    responses: Literal["native", "translate"] | None = None
     # Extra static headers for the upstream (e.g. OpenAI-Organization); never client headers.
     headers: dict[str, str] = {}
     # AWS (bedrock) settings.
@@ -178,6 +180,11 @@ class MetricsConfig(_Frozen):
     max_passthrough_models: int = Field(default=50, ge=0)
 
 
+class ResponsesConfig(_Frozen):
+    # How long a stored response (``store: true``) stays readable and nameable by previous_response_id.
+    ttl: int = Field(default=30 * 86400, ge=60)
+
+
 class Config(_Frozen):
     server: ServerConfig = ServerConfig()
     keys: tuple[KeyConfig, ...]
@@ -185,6 +192,7 @@ class Config(_Frozen):
     models: tuple[ModelConfig, ...] = ()
     usage: UsageConfig = UsageConfig()
     metrics: MetricsConfig = MetricsConfig()
+    responses: ResponsesConfig = ResponsesConfig()
 
     @field_validator("keys", "providers")
     @classmethod

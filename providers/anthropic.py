@@ -704,6 +704,30 @@ class AnthropicAdapter(Adapter):
             headers["x-api-key"] = cfg.api_key.get_secret_value()
         self._headers = headers
 
+    # Anthropic serves the Messages API itself: the client's body goes as sent.
+    native_apis = frozenset({"messages"})
+
+    def native_request(self, api: str, body: bytes, target: Target, client: Any) -> UpstreamRequest:
+        if api not in self.native_apis:
+            raise self.endpoint_unsupported(api)
+        return UpstreamRequest(
+            "POST", self.url, self.client_headers(client), body, bool(getattr(client, "stream", False))
+        )
+
+    def count_tokens_request(self, body: bytes, client: Any) -> UpstreamRequest:
+        return UpstreamRequest("POST", self.url + "/count_tokens", self.client_headers(client), body)
+
+    def client_headers(self, client: Any) -> dict[str, str]:
+        """Our headers with the client's ``anthropic-version`` and ``anthropic-beta`` (betas and
+        versions are the client's business; the key never is)."""
+        headers = dict(self._headers)
+        version, beta = getattr(client, "anthropic_version", None), getattr(client, "anthropic_beta", None)
+        if version:
+            headers["anthropic-version"] = version.decode("latin-1")
+        if beta:
+            headers["anthropic-beta"] = beta.decode("latin-1")
+        return headers
+
     def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         if endpoint not in self.capabilities.endpoints:
             raise self.endpoint_unsupported(endpoint)

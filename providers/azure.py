@@ -133,6 +133,14 @@ class AzureAdapter(OpenAIAdapter):
             )
         return f"{self.base_url}/openai/deployments/{deployment}{PATHS[endpoint]}{self._query}"
 
+    def responses_url(self) -> str:
+        # The Responses API is on the v1 surface only; a dated api-version goes as the query.
+        return (
+            f"{self.base_url}/openai/v1/responses"
+            if not self.classic
+            else f"{self.base_url}/openai/responses{self._query}"
+        )
+
     def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         req = super().build_request(endpoint, body, target, ctx)
         if req.stream and not self.stream_usage and not ctx.include_usage:

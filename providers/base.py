@@ -93,6 +93,15 @@ class Adapter:
     def parse_error(self, status: int, payload: bytes) -> GatewayError:
         raise NotImplementedError
 
+    # Client APIs this provider serves itself (``"responses"``, ``"messages"``): it then gets the
+    # client's body as sent (only the model rewritten) and its answer is relayed as it comes.
+    native_apis: frozenset[str] = frozenset()
+
+    def native_request(self, api: str, body: bytes, target: Target, client: Any) -> UpstreamRequest:
+        """The upstream request for a natively served client API; ``client`` has the client's
+        ``anthropic_version`` and ``anthropic_beta`` header values (bytes or None)."""
+        raise self.endpoint_unsupported(api)
+
     # Shared helpers for subclasses -------------------------------------------------------
 
     def unsupported(self, param: str, why: str = "") -> GatewayError:

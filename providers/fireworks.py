@@ -36,6 +36,7 @@ def fireworks_model(name: str) -> str:
 class FireworksAdapter(OpenAIAdapter):
     kind = "fireworks"
     capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}), native_overflow=True)
+    responses_default = "translate"  # Fireworks' own Responses API differs: go through chat
 
     def __init__(self, name: str, cfg: Any) -> None:
         if not cfg.base_url:

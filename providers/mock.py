@@ -16,6 +16,7 @@ class MockAdapter(OpenAIAdapter):
     """The OpenAI dialect against the in-process simulator (``mock://`` URLs, no network)."""
 
     kind = "mock"
+    responses_default = "translate"  # the simulated model speaks the chat form
 
     def __init__(self, name: str, cfg: Any) -> None:
         super().__init__(name, cfg.model_copy(update={"base_url": "mock://" + name}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -135,6 +136,31 @@ class OpenAIAdapter(Adapter):
             headers["authorization"] = f"Bearer {cfg.api_key.get_secret_value()}"
         self._headers = headers
         self._urls = {ep: self.base_url + path for ep, path in PATHS.items()}
+        # The Responses API is served by OpenAI itself (and Azure); an OpenAI-compatible server
+        # without it is configured ``responses: translate``.
+        mode = getattr(cfg, "responses", None) or self.responses_default
+        self.native_apis = frozenset({"responses"}) if mode == "native" else frozenset()
+
+    responses_default = "native"
+
+    def native_request(self, api: str, body: bytes, target: Target, client: Any) -> UpstreamRequest:
+        if api not in self.native_apis:
+            raise self.endpoint_unsupported(api)
+        return UpstreamRequest(
+            "POST", self.responses_url(), dict(self._headers), body, bool(getattr(client, "stream", False))
+        )
+
+    def responses_url(self) -> str:
+        return self.base_url + "/responses"
+
+    def response_object_request(
+        self, method: str, upstream_id: str, suffix: str = "", query: str = ""
+    ) -> UpstreamRequest:
+        """``GET|DELETE /responses/{id}[/input_items][?query]`` for a natively served response."""
+        url, _, base_query = self.responses_url().partition("?")
+        url += "/" + quote(upstream_id, safe="") + suffix
+        q = "&".join(x for x in (base_query, query) if x)
+        return UpstreamRequest(method, url + ("?" + q if q else ""), dict(self._headers), None)
 
     def url_for(self, endpoint: str, target: Target) -> str:
         return self._urls[endpoint]

@@ -232,7 +232,7 @@ def test_load_shedding_beyond_max_concurrent(fault, gateway_factory):
 def test_translator_shape_errors_become_502():
     from gateway.config import ProviderConfig
     from gateway.errors import GatewayError
-    from gateway.pipeline.generation import _feed
+    from gateway.pipeline.relay import feed as _feed
     from providers.base import SSEEvent
     from providers.openai import OpenAIAdapter
 

@@ -50,3 +50,45 @@ class Endpoint:
     errors: ErrorShape = OPENAI_ERRORS
     # OpenAI-wire APIs stream ``data:`` events and end with ``[DONE]``; the others end with an event.
     done: bytes | None = DONE
+    # For an API that is not the chat form: makes the per-request ``Exchange`` (translation, or the
+    # native pass-through for providers that list ``name`` in ``Adapter.native_apis``).
+    exchange: Callable[[Any, dict[str, Any]], Exchange] | None = None
+    stream_headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class StreamEncoder(Protocol):
+    """Chat chunks in, the client API's framed events out (translated streams)."""
+
+    def feed(self, chunk: dict[str, Any]) -> bytes: ...
+    def finish(self) -> bytes: ...  # the proper end: closes what is open, then the terminal event
+    def fail(self, err: GatewayError) -> bytes: ...  # the end after a mid-stream failure
+
+
+class NativeRelay(Protocol):
+    """A native stream's upstream bytes in, the client's bytes out (only ids and model rewritten);
+    learns the usage and the proper end from the events it passes."""
+
+    finished: bool
+    prompt_tokens: int | None
+    completion_tokens: int
+    cache_read: int
+    cache_write: int
+
+    def feed(self, chunk: bytes) -> bytes: ...
+    def close(self) -> bytes: ...  # whatever the upstream left unterminated
+    def fail(self, err: GatewayError) -> bytes: ...
+
+
+class Exchange(Protocol):
+    """One request of a client API that is not the chat form, between the pipeline and the
+    translators: the chat-form request for translated providers, the body as sent for native
+    ones, and the way back."""
+
+    async def prepare(self) -> None: ...  # e.g. the conversation behind previous_response_id
+    def chat_body(self, provider: str) -> dict[str, Any]: ...  # 400 when it cannot be translated
+    def answer(self, chat: dict[str, Any], provider: str) -> bytes: ...
+    def encoder(self, provider: str, prompt_tokens: int) -> StreamEncoder: ...
+    def native_body(self, provider: str, upstream_model: str) -> bytes: ...
+    def native_answer(self, data: bytes, provider: str) -> bytes: ...
+    def native_relay(self, provider: str) -> NativeRelay: ...
+    async def keep(self) -> None: ...  # store what a later request may name, before the answer ends

@@ -37,6 +37,7 @@ class RequestContext:
 
     __slots__ = (
         "admission",
+        "anthropic_beta",
         "anthropic_version",
         "authorization",
         "cache_read",
@@ -68,7 +69,7 @@ class RequestContext:
         self.t0 = time.perf_counter()
         self.state = state
         self.scope = scope
-        auth = xkey = rid = version = None
+        auth = xkey = rid = version = beta = None
         declared: int | None = None
         for k, v in scope["headers"]:
             if k == b"authorization":
@@ -84,9 +85,12 @@ class RequestContext:
                     declared = None
             elif k == b"anthropic-version":
                 version = v
+            elif k == b"anthropic-beta":
+                beta = v
         self.authorization: bytes | None = auth
         self.x_api_key: bytes | None = xkey
-        self.anthropic_version: bytes | None = version
+        self.anthropic_version: bytes | None = version  # forwarded to a native Anthropic upstream
+        self.anthropic_beta: bytes | None = beta
         self.declared = declared  # the body's declared length, to refuse an oversized one unread
         self.request_id = clean_request_id(rid)
         self.route: str = scope["path"]  # the usage record's ``endpoint``: the route path

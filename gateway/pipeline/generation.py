@@ -12,7 +12,6 @@ deployments, a fallback).
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,12 +19,12 @@ import orjson
 from gateway.errors import GatewayError, model_not_allowed
 from gateway.pipeline.overflow import PARAM as OVERFLOW_PARAM
 from gateway.pipeline.overflow import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
+from gateway.pipeline.relay import ChatOut, NativeOut, OpenStream, Out, TranslatedOut, peek, pump
 from gateway.wire.asgi import WATCH_AFTER, DisconnectWatch, Receive, Send, read_body, send_json
-from gateway.wire.sse import SSE_HEADERS, SSEParser, frame
 from providers.base import CallContext
 
 if TYPE_CHECKING:
-    from gateway.apis.base import Endpoint
+    from gateway.apis.base import Endpoint, Exchange
     from gateway.pipeline.frame import RequestContext
     from gateway.pipeline.routing import Deployment, Route
 
@@ -56,7 +55,7 @@ class Exhausted(Exception):
 class Call:
     """One generation request on its way through the attempts: what every step needs."""
 
-    __slots__ = ("body", "call", "ctx", "endpoint", "route", "send")
+    __slots__ = ("api", "body", "call", "ctx", "endpoint", "route", "send")
 
     def __init__(self, ctx: RequestContext, send: Send, endpoint: Endpoint, body: dict[str, Any], route: Route) -> None:
         self.ctx = ctx
@@ -70,6 +69,7 @@ class Call:
             include_usage=ctx.stream and isinstance(opts, dict) and opts.get("include_usage") is True,
             request_id=ctx.request_id,
         )
+        self.api: Exchange | None = None  # a client API that is not the chat form
 
 
 async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: Endpoint) -> None:
@@ -91,7 +91,12 @@ async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: En
     if principal.limited:
         ctx.admission = await state.limiter.admit(principal.name, principal.limits, ctx.prompt_estimate)
         ctx.headers = ctx.admission.headers
-    await _serve(Call(ctx, send, endpoint, body, route), receive)
+    c = Call(ctx, send, endpoint, body, route)
+    if endpoint.exchange is not None:
+        c.api = endpoint.exchange(ctx, body)
+        c.call.include_usage = ctx.stream  # the encoder needs the upstream's usage chunk
+        await c.api.prepare()
+    await _serve(c, receive)
 
 
 async def _serve(c: Call, receive: Receive) -> None:
@@ -128,11 +133,14 @@ async def _attempts(c: Call) -> None:
         try:
             opened = await _try_deployment(c, dep)
             if ctx.stream:
-                await _pump(c, dep, opened)
+                await pump(ctx, c.send, dep, opened, c.api)
             else:
+                data = opened if isinstance(opened, bytes) else _answer(c, dep, opened)
+                if c.api is not None:
+                    await c.api.keep()
                 ctx.status = 200
                 ctx.done = ctx.committed = True
-                await send_json(c.send, 200, orjson.dumps(opened), ctx.request_id, ctx.headers)
+                await send_json(c.send, 200, data, ctx.request_id, ctx.headers)
             return
         except Exhausted as e:
             last = e.last
@@ -160,10 +168,12 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
     ctx, state, form = c.ctx, c.ctx.state, c.endpoint.form
     cfg = dep.adapter.cfg
     adapter = dep.adapter
+    native_api = c.api is not None and c.endpoint.name in adapter.native_apis
     native = adapter.capabilities.native_overflow
-    fitted_body = dict(c.body)  # adapters and fitting change keys; the client's body stays as sent
-    behaviour = fitted_body.get(OVERFLOW_PARAM) or dep.facts.overflow
-    fitted = await fit_async(form, fitted_body, dep.facts, adapter.kind, native)
+    # Adapters and fitting change keys: the client's body stays as sent.
+    fitted_body = _chat_form(c, dep.provider, native_api)
+    behaviour = fitted_body.get(OVERFLOW_PARAM) or dep.facts.overflow if fitted_body else "error"
+    fitted = await fit_async(form, fitted_body, dep.facts, adapter.kind, native) if fitted_body else None
     if native:
         fitted_body.setdefault(OVERFLOW_PARAM, dep.facts.overflow)
     if fitted is not None:
@@ -171,14 +181,18 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
     attempt = 0
     corrected = False
     while True:
-        ureq = adapter.build_request(form, dict(fitted_body), dep.target, c.call)
+        if native_api:
+            assert c.api is not None
+            ureq = adapter.native_request(c.endpoint.name, _native_body(c, dep, fitted_body), dep.target, ctx)
+        else:
+            ureq = adapter.build_request(form, dict(fitted_body), dep.target, c.call)
         ureq.headers["x-request-id"] = ctx.request_id
         ctx.provider = dep.provider
         try:
             if ctx.stream:
-                result: Any = await _open_stream(c, dep, ureq)
+                result: Any = await _open_stream(c, dep, ureq, native_api)
             else:
-                result = await _call_json(c, dep, ureq)
+                result = await _call_json(c, dep, ureq, native_api)
         except GatewayError as e:
             state.accountant.upstream_error(dep.provider, e.reason)  # once per failed attempt
             if e.status == 400 and (nums := parse_overflow(e.message)):
@@ -202,7 +216,7 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         return result
 
 
-async def _call_json(c: Call, dep: Deployment, ureq: Any) -> dict[str, Any]:
+async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> dict[str, Any] | bytes:
     cfg = dep.adapter.cfg
     resp = await c.ctx.state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
     try:
@@ -212,6 +226,9 @@ async def _call_json(c: Call, dep: Deployment, ureq: Any) -> dict[str, Any]:
     if resp.status >= 300:
         raise _http_error(dep, resp, data)
     try:
+        if native_api:
+            assert c.api is not None
+            return c.api.native_answer(data, dep.provider)
         result = dep.adapter.parse_response(c.endpoint.form, data, c.call)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise dep.adapter.bad_response(f"unexpected shape ({type(e).__name__})") from None
@@ -220,8 +237,8 @@ async def _call_json(c: Call, dep: Deployment, ureq: Any) -> dict[str, Any]:
     return result
 
 
-async def _open_stream(c: Call, dep: Deployment, ureq: Any) -> _OpenStream:
-    """Send, check the status, and read up to the first translated event (nothing sent to the client yet)."""
+async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> OpenStream:
+    """Send, check the status, and read up to the first event for the client (nothing sent yet)."""
     cfg = dep.adapter.cfg
     adapter = dep.adapter
     resp = await c.ctx.state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
@@ -229,99 +246,54 @@ async def _open_stream(c: Call, dep: Deployment, ureq: Any) -> _OpenStream:
     try:
         if resp.status >= 300:
             raise _http_error(dep, resp, await resp.read())
-        translator = adapter.stream_translator(c.endpoint.form, c.call)
-        parser = SSEParser()
-        chunks = resp.chunks()
-        pending: list[bytes] = []
-        async for chunk in chunks:
-            for ev in parser.feed(chunk):
-                pending.extend(_feed(translator, adapter, ev))
-            if pending or translator.finished:
-                break
+        out: Out
+        if native_api:
+            assert c.api is not None
+            out = NativeOut(c.api.native_relay(dep.provider))
         else:
-            for ev in parser.close():
-                pending.extend(_feed(translator, adapter, ev))
-            if not pending and not translator.finished:
-                raise adapter.bad_response("the stream ended before its first event")
+            translator = adapter.stream_translator(c.endpoint.form, c.call)
+            if c.api is not None:
+                out = TranslatedOut(adapter, translator, c.api.encoder(dep.provider, c.ctx.prompt_estimate))
+            else:
+                out = ChatOut(adapter, translator, c.endpoint.done or b"")
+        opened = await peek(resp, out, adapter)
         ok = True
-        return _OpenStream(resp, translator, parser, chunks, pending)
+        return opened
     finally:
         if not ok:
             resp.close()
 
 
-async def _pump(c: Call, dep: Deployment, st: _OpenStream) -> None:
-    """Commit the stream to the client and relay it event by event."""
-    ctx, send = c.ctx, c.send
-    translator, parser = st.translator, st.parser
+def _chat_form(c: Call, provider: str, native_api: bool) -> dict[str, Any]:
+    """The request in the chat form, to fit and translate. For a native API only to measure: a body
+    that has no chat form (a hosted tool) is then sent unmeasured rather than refused."""
+    if c.api is None:
+        return dict(c.body)
+    if not native_api:
+        return c.api.chat_body(provider)
     try:
-        ctx.committed = True
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*SSE_HEADERS, (b"x-request-id", ctx.request_id.encode()), *ctx.headers],
-            }
-        )
-        ctx.status = 200
-        ctx.ttft = time.perf_counter()
-        if st.pending:
-            await send({"type": "http.response.body", "body": frame(st.pending), "more_body": True})
-        if not translator.finished:
-            async for chunk in st.chunks:
-                payloads: list[bytes] = []
-                for ev in parser.feed(chunk):
-                    payloads.extend(_feed(translator, dep.adapter, ev))
-                if payloads:
-                    await send({"type": "http.response.body", "body": frame(payloads), "more_body": True})
-                if translator.finished:
-                    break
-            else:
-                tail: list[bytes] = []
-                for ev in parser.close():
-                    tail.extend(_feed(translator, dep.adapter, ev))
-                if tail:
-                    await send({"type": "http.response.body", "body": frame(tail), "more_body": True})
-        if not translator.finished:
-            raise GatewayError(
-                502,
-                f"{dep.provider}: the upstream stream ended before its end marker",
-                code="upstream_stream_truncated",
-                reason="stream_truncated",
-            )
-        ctx.done = True
-        await send({"type": "http.response.body", "body": c.endpoint.done or b"", "more_body": False})
-    except GatewayError as e:
-        # Mid-stream failure: an error event and the end, never a clean end marker.
-        ctx.status = e.status if e.status >= 500 else 502
-        ctx.state.accountant.upstream_error(dep.provider, e.reason)
-        ctx.done = True
-        await send({"type": "http.response.body", "body": c.endpoint.errors.event(e), "more_body": False})
-    finally:
-        st.resp.close()
-        if not ctx.take_usage(translator.usage):
-            ctx.estimated = True
-            ctx.completion_tokens = translator.content_chunks
+        return c.api.chat_body(provider)
+    except GatewayError:
+        return {}
 
 
-def _feed(translator: Any, adapter: Any, ev: Any) -> list[bytes]:
-    """One upstream event through the translator; an event of an unexpected shape is the
-    upstream's fault (502), not a gateway crash."""
-    try:
-        return translator.feed(ev)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise adapter.bad_response(f"a stream event of unexpected shape ({type(e).__name__})") from None
+def _native_body(c: Call, dep: Deployment, fitted: dict[str, Any]) -> bytes:
+    """The client's body for a native provider, with the completion budget fitting may have lowered."""
+    assert c.api is not None
+    body = c.api.native_body(dep.provider, dep.target.upstream_model)
+    budget = budget_of(fitted) if fitted else None
+    param = c.endpoint.overflow_param
+    if budget is not None and c.body.get(param) != budget:
+        obj = orjson.loads(body)
+        obj[param] = budget
+        body = orjson.dumps(obj)
+    return body
 
 
-class _OpenStream:
-    __slots__ = ("chunks", "parser", "pending", "resp", "translator")
-
-    def __init__(self, resp: Any, translator: Any, parser: SSEParser, chunks: Any, pending: list[bytes]) -> None:
-        self.resp = resp
-        self.translator = translator
-        self.parser = parser
-        self.chunks = chunks
-        self.pending = pending
+def _answer(c: Call, dep: Deployment, chat: dict[str, Any]) -> bytes:
+    if c.api is None:
+        return orjson.dumps(chat)
+    return c.api.answer(chat, dep.provider)
 
 
 _RETRYABLE = frozenset({408, 409, 429})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.accounting.accountant import Accountant
 from gateway.config import Config
@@ -23,6 +24,7 @@ class State:
     balancer: Balancer
     limiter: Limiter
     max_body: int
+    responses: Any = None  # the ResponseStore (stored responses), shared across reloads
 
 
 def build_state(
@@ -31,6 +33,7 @@ def build_state(
     accountant: Accountant,
     balancer: Balancer | None = None,
     limiter: Limiter | None = None,
+    responses: Any = None,
 ) -> State:
     """A State for ``cfg``; the balancer (breaker state) and limiter (connections) carry over reloads."""
     if limiter is None:
@@ -44,4 +47,5 @@ def build_state(
         balancer or Balancer(),
         limiter,
         cfg.server.max_body_bytes,
+        responses,
     )
