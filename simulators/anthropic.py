@@ -7,9 +7,12 @@ https://platform.claude.com/docs/en/build-with-claude/streaming (the event seque
 https://platform.claude.com/docs/en/api/errors (``{"type": "error", "error": {type, message}}``).
 
 The model echoes the text of the last user turn word by word (or a fixed greeting), cut by
-``max_tokens`` or at a stop sequence. With ``tools`` and a ``tool_choice`` of ``any``/``tool`` it
-calls the tool; with ``output_config.format`` it answers JSON. Both fill the schema with sample
-values. Two markers in the last user text simulate failures: ``[[overloaded]]`` answers HTTP 529,
+``max_tokens`` (at most ``MAX_OUTPUT_WORDS``) or at a stop sequence. With ``tools`` it calls the tool
+that ``tool_choice`` (``any``/``tool``) forces or, unless ``tool_choice`` is ``none``, the one the
+last user text names as a word, except right after a ``tool_result`` (then it answers in text, the
+result echoed); with ``output_config.format`` it answers JSON. Both fill the schema with sample
+values. ``POST /v1/messages/count_tokens`` counts ``input_tokens`` as a Message's usage does: the
+words of the system prompt, the messages and the tool definitions (as JSON). Two markers in the last user text simulate failures: ``[[overloaded]]`` answers HTTP 529,
 ``[[stream-error]]`` sends an ``overloaded_error`` event after the first text delta, a moment
 later (``STALL``), so a relay has committed the stream by then, as with a real overload.
 """
@@ -24,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.wire.asgi import Scope, Send, send_json
+from simulators.openai_responses import STRING_FILL_WORDS, count_words, head_text, json_words, mentions, sample_schema
 
 if TYPE_CHECKING:
     from simulators.server import MockUpstream
 
 GREETING = "Hello from the Switchyard mock Claude."
 STALL = 0.2  # seconds before a simulated mid-stream error
+MAX_OUTPUT_WORDS = 4096  # the most words one answer echoes, whatever max_tokens says
 FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
 _WORD = re.compile(r"\S+\s*")
 # The Messages API refuses fields it does not know ("Extra inputs are not permitted").
@@ -53,25 +58,40 @@ KNOWN_FIELDS = {
     "mcp_servers",
     "context_management",
 }
+# What count_tokens takes: a Messages request without max_tokens and the sampling fields.
+COUNT_FIELDS = {
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "mcp_servers",
+    "context_management",
+    "cache_control",
+    "speed",
+}
 
 
 def _error(kind: str, message: str) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_mock"})
 
 
-def _problem(headers: dict[bytes, bytes], body: dict[str, Any]) -> tuple[int, str, str] | None:
-    """The documented request checks: status, error type and message of the first one that fails."""
+def _problem(headers: dict[bytes, bytes], body: dict[str, Any], count: bool = False) -> tuple[int, str, str] | None:
+    """The documented request checks: status, error type and message of the first one that fails
+    (``count``: for count_tokens, which takes no ``max_tokens``)."""
     if not headers.get(b"x-api-key"):
         return 401, "authentication_error", "x-api-key header is required"
     if not headers.get(b"anthropic-version"):
         return 400, "invalid_request_error", "anthropic-version: header is required"
-    extra = sorted(set(body) - KNOWN_FIELDS)
+    extra = sorted(set(body) - (COUNT_FIELDS if count else KNOWN_FIELDS))
     if extra:
         return 400, "invalid_request_error", f"{extra[0]}: Extra inputs are not permitted"
     if not isinstance(body.get("model"), str):
         return 400, "invalid_request_error", "model: Field required"
     mt = body.get("max_tokens")
-    if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+    if not count and (not isinstance(mt, int) or isinstance(mt, bool) or mt < 1):
         return 400, "invalid_request_error", "max_tokens: Field required (an integer >= 1)"
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
@@ -87,10 +107,10 @@ def _problem(headers: dict[bytes, bytes], body: dict[str, Any]) -> tuple[int, st
     return None
 
 
-def _text(content: Any) -> str:
-    """The words of a content value: a string, or text, tool_result and image blocks."""
+def _texts(content: Any) -> list[str]:
+    """The texts of a content value, block by block: a string, or text and tool_result blocks."""
     if isinstance(content, str):
-        return content
+        return [content] if content else []
     parts: list[str] = []
     for block in content if isinstance(content, list) else []:
         if not isinstance(block, dict):
@@ -98,47 +118,65 @@ def _text(content: Any) -> str:
         if block.get("type") == "text":
             parts.append(str(block.get("text", "")))
         elif block.get("type") == "tool_result":
-            parts.append(_text(block.get("content", "")))
-    return " ".join(p for p in parts if p)
+            parts.extend(_texts(block.get("content", "")))
+    return [p for p in parts if p]
 
 
-def _sample(schema: Any, text: str) -> Any:
-    """A value that fits a JSON schema, strings filled with ``text``."""
-    if not isinstance(schema, dict):
+def _after_tool_result(content: Any) -> bool:
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+
+
+def input_tokens(body: dict[str, Any]) -> int:
+    """Words of the system prompt, of the messages' texts and of the tool definitions as JSON."""
+    n = sum(count_words(t) for t in _texts(body.get("system")))
+    n += sum(count_words(t) for m in body["messages"] for t in _texts(m.get("content")))
+    tools = body.get("tools")
+    return n + (json_words(tools) if isinstance(tools, list) else 0)
+
+
+def _tool(body: dict[str, Any], last: dict[str, Any], user: list[str]) -> dict[str, Any] | None:
+    """The client tool to call: forced by ``tool_choice`` (``tool``, ``any``), else named in the last
+    user text (not right after a tool_result); ``none`` calls nothing."""
+    tools = [
+        t
+        for t in body.get("tools") or []
+        if isinstance(t, dict) and isinstance(t.get("name"), str) and t.get("type") in (None, "custom")
+    ]
+    choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
+    kind = choice.get("type") or "auto"
+    if not tools or kind == "none":
         return None
-    if schema.get("enum"):
-        return schema["enum"][0]
-    kind = schema.get("type")
-    if kind == "object" or "properties" in schema:
-        return {k: _sample(v, text) for k, v in (schema.get("properties") or {}).items()}
-    if kind == "array":
-        return [_sample(schema.get("items"), text)]
-    return {"string": text, "integer": 1, "number": 1.5, "boolean": True}.get(kind)
+    if kind == "tool":
+        return next((t for t in tools if t["name"] == choice.get("name")), tools[0])
+    if not _after_tool_result(last.get("content")):
+        hits = [(at, k) for k, t in enumerate(tools) if (at := mentions(t["name"], user)) is not None]
+        if hits:
+            return tools[min(hits)[1]]
+    return tools[0] if kind == "any" else None
 
 
 def _answer(up: MockUpstream, body: dict[str, Any]) -> dict[str, Any]:
     """The Message object for a valid request."""
     msgs = body["messages"]
-    last_user = next((_text(m.get("content")) for m in reversed(msgs) if m["role"] == "user"), "")
-    words = sum(len(_text(m.get("content")).split()) for m in msgs) + len(_text(body.get("system")).split())
-    usage = {"input_tokens": words, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-    choice = body.get("tool_choice") or {}
-    tools = body.get("tools") or []
+    last = next((m for m in reversed(msgs) if m["role"] == "user"), {})
+    user = _texts(last.get("content"))
+    limit = min(body["max_tokens"], MAX_OUTPUT_WORDS)
+    usage = {"input_tokens": input_tokens(body), "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
     fmt = (body.get("output_config") or {}).get("format") or {}
+    fill = head_text(user, STRING_FILL_WORDS)
     stop_sequence = None
-    if tools and choice.get("type") in ("any", "tool"):
-        name = choice.get("name") or tools[0]["name"]
-        tool = next((t for t in tools if t.get("name") == name), tools[0])
-        tool_input = _sample(tool.get("input_schema"), last_user) or {}
-        block = {"type": "tool_use", "id": "toolu_mock" + _digest(body), "name": name, "input": tool_input}
+    tool = _tool(body, last, user)
+    if tool is not None:
+        tool_input = sample_schema(tool.get("input_schema"), fill) or {}
+        block = {"type": "tool_use", "id": "toolu_mock" + _digest(body), "name": tool["name"], "input": tool_input}
         content, stop_reason = [block], "tool_use"
         usage["output_tokens"] = len(orjson.dumps(tool_input).split()) or 1
     else:
         if fmt.get("type") == "json_schema":
-            pieces = _WORD.findall(orjson.dumps(_sample(fmt.get("schema"), last_user)).decode())
+            pieces = _WORD.findall(orjson.dumps(sample_schema(fmt.get("schema"), fill)).decode())
         else:
-            pieces = _pieces(last_user or GREETING, up.sim.chunks)
-        pieces, stop_reason, stop_sequence = _cut(pieces, body)
+            pieces = _pieces(head_text(user, limit + 1) or GREETING, up.sim.chunks)
+        pieces, stop_reason, stop_sequence = _cut(pieces, body, limit)
         content = [{"type": "text", "text": "".join(pieces)}]
         usage["output_tokens"] = len(pieces)
     return {
@@ -166,15 +204,15 @@ def _pieces(text: str, chunks: int | None) -> list[str]:
     return pieces
 
 
-def _cut(pieces: list[str], body: dict[str, Any]) -> tuple[list[str], str, str | None]:
-    """Apply stop_sequences, then max_tokens (one word is one token here)."""
+def _cut(pieces: list[str], body: dict[str, Any], limit: int) -> tuple[list[str], str, str | None]:
+    """Apply stop_sequences, then max_tokens (``limit`` words: one word is one token here)."""
     text = "".join(pieces)
     hits = [(text.find(s), s) for s in body.get("stop_sequences") or [] if s and s in text]
     if hits:
         at, seq = min(hits)
         return _WORD.findall(text[:at]) or ([text[:at]] if text[:at] else []), "stop_sequence", seq
-    if len(pieces) > body["max_tokens"]:
-        return pieces[: body["max_tokens"]], "max_tokens", None
+    if len(pieces) > limit:
+        return pieces[:limit], "max_tokens", None
     return pieces, "end_turn", None
 
 
@@ -232,18 +270,21 @@ async def _sse(send: Send, events: list[bytes], delay: float, stall: float) -> N
 
 
 async def handle(up: MockUpstream, scope: Scope, body: dict[str, Any], send: Send) -> None:
-    if scope["path"] != "/v1/messages" or scope["method"] != "POST":
+    count = scope["path"] == "/v1/messages/count_tokens"
+    if scope["path"] not in ("/v1/messages", "/v1/messages/count_tokens") or scope["method"] != "POST":
         err = _error("not_found_error", f"Not found: {scope['method']} {scope['path']}")
         return await send_json(send, 404, err, "req_mock")
-    problem = _problem(dict(scope["headers"]), body)
+    problem = _problem(dict(scope["headers"]), body, count)
     if problem is not None:
         status, kind, message = problem
         return await send_json(send, status, _error(kind, message), "req_mock")
+    if count:
+        return await send_json(send, 200, orjson.dumps({"input_tokens": input_tokens(body)}), "req_mock")
     msg = _answer(up, body)
-    last = _text(next((m.get("content") for m in reversed(body["messages"]) if m["role"] == "user"), ""))
-    if "[[overloaded]]" in last:
+    last = _texts(next((m.get("content") for m in reversed(body["messages"]) if m["role"] == "user"), ""))
+    if any("[[overloaded]]" in t for t in last):
         return await send_json(send, 529, _error("overloaded_error", "Overloaded"), "req_mock")
     if body.get("stream") is True:
-        fail = "[[stream-error]]" in last
+        fail = any("[[stream-error]]" in t for t in last)
         return await _sse(send, _stream_events(msg, fail), up.chunk_delay, STALL if fail else 0.0)
     await send_json(send, 200, orjson.dumps(msg), "req_mock")

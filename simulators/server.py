@@ -4,6 +4,9 @@ Used by demos, the test suite and the benchmark. Every request it receives is ke
 last 1,000: method, path, query, headers, JSON body) and can be read back at
 ``GET /_requests`` and cleared with ``DELETE /_requests``, so tests can assert what an
 upstream really got.
+
+The openai dialect also serves OpenAI's Responses API (``/v1/responses`` and below, with the
+stored responses in memory): ``simulators.openai_responses``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 from simulators.files import PREFIXES as FILE_PREFIXES
 from simulators.files import FilesSimulator
 from simulators.model import Simulator
+from simulators.openai_responses import ResponsesSimulator
+from simulators.openai_responses import handle as handle_responses
 
 Handler = Callable[["MockUpstream", Scope, dict[str, Any], Send], Awaitable[None]]
 
@@ -35,6 +40,8 @@ async def _sse(send: Send, events: list[bytes], chunk_delay: float, done: bool =
 
 async def _openai(up: MockUpstream, scope: Scope, body: dict[str, Any], send: Send) -> None:
     path = scope["path"]
+    if path == "/v1/responses" or path.startswith("/v1/responses/"):
+        return await handle_responses(up, scope, body, send)
     endpoint = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS}.get(path)
     if endpoint is None:
         err = {
@@ -87,6 +94,8 @@ class MockUpstream:
         self.requests: deque[dict[str, Any]] = deque(maxlen=1000)
         # OpenAI's files, fine-tuning and batch APIs, for the openai dialect.
         self.files = FilesSimulator() if dialect == "openai" else None
+        # OpenAI's Responses API and its stored responses, for the openai dialect.
+        self.responses = ResponsesSimulator(chunks) if dialect == "openai" else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -287,3 +287,13 @@ def test_models_in_anthropic_shape_for_claude_code(gw):
     assert "claude-via-openai" in ids and all(m["type"] == "model" for m in data["data"])
     page = client(gw).models.list()
     assert "claude-via-openai" in [m.id for m in page.data]
+
+
+def test_count_tokens_native_is_forwarded(gw, upstreams):
+    body = {"model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "user", "content": "count these words"}]}
+    r = client(gw).messages.with_raw_response.count_tokens(**body, extra_headers={"anthropic-beta": "token-counting"})
+    assert r.parse().input_tokens > 0 and r.headers.get("x-switchyard-estimated") is None
+    req = received(upstreams, "anthropic")
+    assert req["path"] == "/v1/messages/count_tokens" and req["headers"]["x-api-key"] == ANT_KEY
+    assert req["headers"]["anthropic-beta"] == "token-counting"
+    assert req["body"] == {**body, "model": "claude-sonnet-4-5"}

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.errors import GatewayError
+from gateway.wire.sse import SSEParser
+from gateway.wire.types import SSEEvent
 
 DONE = b"data: [DONE]\n\n"
 
@@ -77,6 +79,37 @@ class NativeRelay(Protocol):
     def feed(self, chunk: bytes) -> bytes: ...
     def close(self) -> bytes: ...  # whatever the upstream left unterminated
     def fail(self, err: GatewayError) -> bytes: ...
+
+
+class EventRelay:
+    """Base of the native relays: parses the upstream's events, lets ``event`` rewrite the few that
+    need it, and frames each one back as it came (``event:`` name and ``data:``)."""
+
+    __slots__ = ("finished", "parser")
+
+    def __init__(self) -> None:
+        self.parser = SSEParser()
+        self.finished = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._frame(self.parser.feed(chunk))
+
+    def close(self) -> bytes:
+        return self._frame(self.parser.close())
+
+    def _frame(self, events: list[SSEEvent]) -> bytes:
+        out: list[bytes] = []
+        for ev in events:
+            name = ev.event
+            data = self.event(name, ev.data)
+            out.append(
+                b"event: " + name.encode() + b"\ndata: " + data + b"\n\n" if name else b"data: " + data + b"\n\n"
+            )
+        return b"".join(out)
+
+    def event(self, name: str | None, data: bytes) -> bytes:
+        """One upstream event's data as the client gets it (rewritten or as is)."""
+        return data
 
 
 class Exchange(Protocol):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.apis.base import Endpoint
+from gateway.apis.base import Endpoint, EventRelay
 from gateway.apis.messages_translate import (
     MessagesStream,
     count_text,
@@ -26,7 +26,6 @@ from gateway.apis.messages_translate import (
     validate,
 )
 from gateway.errors import GatewayError
-from gateway.wire.sse import SSEParser
 from gateway.wire.types import CHAT
 
 if TYPE_CHECKING:
@@ -121,42 +120,29 @@ class _Encoder:
         return self.stream.error(err)
 
 
-class _Relay:
+class _Relay(EventRelay):
     """A native Messages stream: events relayed as they come; ``message_start`` gets the client's
     model name; usage from ``message_start`` and ``message_delta``; ``message_stop`` ends it."""
 
-    __slots__ = ("ctx", "finished", "parser")
+    __slots__ = ("ctx",)
 
     def __init__(self, ctx: RequestContext) -> None:
+        super().__init__()
         self.ctx = ctx
-        self.parser = SSEParser()
-        self.finished = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._frame(self.parser.feed(chunk))
-
-    def close(self) -> bytes:
-        return self._frame(self.parser.close())
-
-    def _frame(self, events: list[Any]) -> bytes:
-        out: list[bytes] = []
-        for ev in events:
-            name, data = ev.event, ev.data
-            if name == "message_start":
-                obj = orjson.loads(data)
-                msg = obj.get("message")
-                if isinstance(msg, dict):
-                    msg["model"] = self.ctx.model
-                    usage_into(self.ctx, msg.get("usage"))
-                data = orjson.dumps(obj)
-            elif name == "message_delta":
-                usage_into(self.ctx, orjson.loads(data).get("usage"))
-            elif name in ("message_stop", "error"):
-                self.finished = True
-            out.append(
-                b"event: " + name.encode() + b"\ndata: " + data + b"\n\n" if name else b"data: " + data + b"\n\n"
-            )
-        return b"".join(out)
+    def event(self, name: str | None, data: bytes) -> bytes:
+        if name == "message_start":
+            obj = orjson.loads(data)
+            msg = obj.get("message")
+            if isinstance(msg, dict):
+                msg["model"] = self.ctx.model
+                usage_into(self.ctx, msg.get("usage"))
+            return orjson.dumps(obj)
+        if name == "message_delta":
+            usage_into(self.ctx, orjson.loads(data).get("usage"))
+        elif name in ("message_stop", "error"):
+            self.finished = True
+        return data
 
     def fail(self, err: GatewayError) -> bytes:
         self.finished = True

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.apis.base import Endpoint
+from gateway.apis.base import Endpoint, EventRelay
 from gateway.apis.responses_stream import ResponsesStream, response_object
 from gateway.apis.responses_translate import from_chat, history_of, input_items, stored, to_chat, validate
 from gateway.errors import GatewayError
 from gateway.routes.objects import Kind, decode_id, encode_id
-from gateway.wire.sse import SSEParser
 from gateway.wire.types import CHAT
 
 if TYPE_CHECKING:
@@ -211,47 +210,33 @@ class _Encoder:
         return self.stream.fail(err.code or "server_error", err.message)
 
 
-class _Relay:
+class _Relay(EventRelay):
     """A native Responses stream: events relayed as they come, the response id and model rewritten
     in the few events that carry the whole response, usage taken from the terminal one."""
 
-    __slots__ = ("count", "ex", "finished", "last", "parser", "provider")
+    __slots__ = ("count", "ex", "last", "provider")
 
     def __init__(self, ex: ResponsesExchange, provider: str) -> None:
+        super().__init__()
         self.ex = ex
         self.provider = provider
-        self.parser = SSEParser()
-        self.finished = False
         self.count = 0  # events relayed: the next sequence number, should we have to end the stream
         self.last: dict[str, Any] | None = None
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._frame(self.parser.feed(chunk))
-
-    def close(self) -> bytes:
-        return self._frame(self.parser.close())
-
-    def _frame(self, events: list[Any]) -> bytes:
-        out: list[bytes] = []
-        for ev in events:
-            name = ev.event
-            data = ev.data
-            if name in _RESPONSE_EVENTS:
-                obj = orjson.loads(data)
-                resp = obj.get("response")
-                if isinstance(resp, dict):
-                    self.ex._native_response(resp, self.provider)
-                    self.last = resp
-                    if name in _TERMINAL:
-                        _usage_into(self.ex.ctx, resp.get("usage"))
-                data = orjson.dumps(obj)
+    def event(self, name: str | None, data: bytes) -> bytes:
+        self.count += 1
+        if name in _TERMINAL:
+            self.finished = True
+        if name not in _RESPONSE_EVENTS:
+            return data
+        obj = orjson.loads(data)
+        resp = obj.get("response")
+        if isinstance(resp, dict):
+            self.ex._native_response(resp, self.provider)
+            self.last = resp
             if name in _TERMINAL:
-                self.finished = True
-            self.count += 1
-            out.append(
-                b"event: " + name.encode() + b"\ndata: " + data + b"\n\n" if name else b"data: " + data + b"\n\n"
-            )
-        return b"".join(out)
+                _usage_into(self.ex.ctx, resp.get("usage"))
+        return orjson.dumps(obj)
 
     def fail(self, err: GatewayError) -> bytes:
         """``response.failed`` after the upstream broke off: the stream still ends with a terminal event."""

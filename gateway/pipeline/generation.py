@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from gateway.apis.base import Endpoint, Exchange
     from gateway.pipeline.frame import RequestContext
     from gateway.pipeline.routing import Deployment, Route
+    from gateway.pipeline.state import State
+    from providers.base import Adapter
 
 BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
@@ -216,15 +218,21 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         return result
 
 
-async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> dict[str, Any] | bytes:
-    cfg = dep.adapter.cfg
-    resp = await c.ctx.state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
+async def fetch(state: State, adapter: Adapter, provider: str, ureq: Any) -> bytes:
+    """One upstream request answered whole: its body, or its error raised."""
+    cfg = adapter.cfg
+    resp = await state.upstream.send(ureq, provider, cfg.connect_timeout, cfg.timeout)
     try:
         data = await resp.read()
     finally:
         resp.close()
     if resp.status >= 300:
-        raise _http_error(dep, resp, data)
+        raise http_error(adapter, resp, data)
+    return data
+
+
+async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> dict[str, Any] | bytes:
+    data = await fetch(c.ctx.state, dep.adapter, dep.provider, ureq)
     try:
         if native_api:
             assert c.api is not None
@@ -245,7 +253,7 @@ async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool) ->
     ok = False
     try:
         if resp.status >= 300:
-            raise _http_error(dep, resp, await resp.read())
+            raise http_error(dep.adapter, resp, await resp.read())
         out: Out
         if native_api:
             assert c.api is not None
@@ -317,10 +325,11 @@ def _backoff(attempt: int, base: float, retry_after: str | None, u: float) -> fl
     return step / 2 + u * step / 2
 
 
-def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
+def http_error(adapter: Adapter, resp: Any, data: bytes) -> GatewayError:
+    """An upstream's non-2xx answer as the error to give the client (its status and message kept)."""
     if resp.status < 400:
-        return dep.adapter.bad_response(f"HTTP {resp.status}")
-    err = dep.adapter.parse_error(resp.status, data)
+        return adapter.bad_response(f"HTTP {resp.status}")
+    err = adapter.parse_error(resp.status, data)
     ra = resp.headers.get("retry-after") if resp.headers is not None else None
     if ra and (resp.status in (429, 503, 529) or err.status in (429, 503)):
         err.headers = {**err.headers, "retry-after": ra}

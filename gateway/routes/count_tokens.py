@@ -15,7 +15,7 @@ import orjson
 from gateway.apis.messages import count_text, validate
 from gateway.errors import model_not_allowed
 from gateway.pipeline.frame import RequestContext
-from gateway.pipeline.generation import parse_body
+from gateway.pipeline.generation import fetch, parse_body
 from gateway.pipeline.tokens import encoding, measure_chat, tokenizer_for
 from gateway.wire.asgi import Receive, Send, read_body, send_json
 
@@ -65,15 +65,7 @@ async def _forward(ctx: RequestContext, dep: Deployment, body: dict) -> bytes:
     adapter = dep.adapter
     out = dict(body)
     out["model"] = dep.target.upstream_model
-    ureq = adapter.count_tokens_request(orjson.dumps(out), ctx)
-    cfg = adapter.cfg
-    resp = await ctx.state.upstream.send(ureq, ctx.provider, cfg.connect_timeout, cfg.timeout)
-    try:
-        data = await resp.read()
-    finally:
-        resp.close()
-    if resp.status >= 300:
-        raise adapter.parse_error(resp.status, data)
+    data = await fetch(ctx.state, adapter, ctx.provider, adapter.count_tokens_request(orjson.dumps(out), ctx))
     try:
         obj = orjson.loads(data)
         if not isinstance(obj.get("input_tokens"), int):

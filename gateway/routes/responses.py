@@ -17,6 +17,7 @@ from starlette.routing import Route
 from gateway.apis.responses import owned_record
 from gateway.errors import GatewayError
 from gateway.pipeline.frame import CTX, RequestContext
+from gateway.pipeline.generation import fetch
 from gateway.routes.common import json_response
 from providers.base import load_json
 
@@ -73,15 +74,7 @@ async def _relay(
     adapter = ctx.state.router.adapters[provider]
     ctx.provider = provider
     ureq = adapter.response_object_request(method, upstream, suffix, query)
-    cfg = adapter.cfg
-    resp = await ctx.state.upstream.send(ureq, provider, cfg.connect_timeout, cfg.timeout)
-    try:
-        data = await resp.read()
-    finally:
-        resp.close()
-    if resp.status >= 300:
-        raise adapter.parse_error(resp.status, data)
-    obj = load_json(data, adapter)
+    obj = load_json(await fetch(ctx.state, adapter, provider, ureq), adapter)
     if not isinstance(obj, dict):
         raise adapter.bad_response("not a JSON object")
     return obj
