@@ -117,6 +117,8 @@ class Exchange(Protocol):
     translators: the chat-form request for translated providers, the body as sent for native
     ones, and the way back."""
 
+    pinned: str | None  # the provider this request must go to (it keeps the conversation), if any
+
     async def prepare(self) -> None: ...  # e.g. the conversation behind previous_response_id
     def chat_body(self, provider: str) -> dict[str, Any]: ...  # 400 when it cannot be translated
     def answer(self, chat: dict[str, Any], provider: str) -> bytes: ...

@@ -67,6 +67,7 @@ class MessagesExchange:
     """One ``POST /v1/messages``."""
 
     __slots__ = ("body", "ctx")
+    pinned = None  # every turn carries the whole conversation: any deployment will do
 
     def __init__(self, ctx: RequestContext, body: dict[str, Any]) -> None:
         self.ctx = ctx

@@ -99,6 +99,11 @@ class ResponsesExchange:
             else:
                 self.history = history_of(rec)
 
+    @property
+    def pinned(self) -> str | None:
+        """A follow-up of a natively served response goes back to the provider that keeps it."""
+        return self.prev[0] if self.prev is not None else None
+
     def _new_id(self, provider: str, upstream_id: str | None = None) -> str:
         self.provider = provider
         self.rid = encode_id(RESPONSE, provider, upstream_id or "resp_" + os.urandom(12).hex())

@@ -128,6 +128,9 @@ async def _attempts(c: Call) -> None:
     ctx, route = c.ctx, c.route
     balancer = ctx.state.balancer
     deps = balancer.order(route, route.least_in_flight)
+    pinned = c.api.pinned if c.api is not None else None
+    if pinned is not None and any(d.provider == pinned for d in deps):
+        deps = [d for d in deps if d.provider == pinned]  # a follow-up goes back to the upstream that keeps the state
     last: GatewayError | None = None
     for dep in deps:
         if not balancer.acquire(dep):
