@@ -6,10 +6,13 @@ requests never leave the process; the adapter only points them there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from providers.base import CallContext, Target, UpstreamRequest
 from providers.openai import OpenAIAdapter
+
+if TYPE_CHECKING:
+    from gateway.config import ProviderConfig
 
 
 class MockAdapter(OpenAIAdapter):
@@ -17,11 +20,11 @@ class MockAdapter(OpenAIAdapter):
 
     kind = "mock"
 
-    def __init__(self, name: str, cfg: Any) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
         super().__init__(name, cfg.model_copy(update={"base_url": "mock://" + name}))
         self._headers.pop("authorization", None)
 
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
-        req = super().build_request(endpoint, body, target, ctx)
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
+        req = super().build(endpoint, body, target, ctx)
         req.url = f"mock://{endpoint}"
         return req

@@ -8,24 +8,17 @@ Stream chunks are relayed as the upstream's own bytes; only the ``model`` field 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.errors import GatewayError
-from providers.base import (
-    CHAT,
-    COMPLETIONS,
-    EMBEDDINGS,
-    Adapter,
-    CallContext,
-    Capabilities,
-    SSEEvent,
-    StreamTranslator,
-    Target,
-    UpstreamRequest,
-    load_json,
-)
+from gateway.wire.types import CHAT, COMPLETIONS, EMBEDDINGS, SSEEvent, UpstreamRequest
+from providers.base import Adapter, Capabilities, StreamTranslator, auth_headers, load_json, try_json
+
+if TYPE_CHECKING:
+    from gateway.config import ProviderConfig
+    from providers.base import CallContext, Target
 
 PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
 
@@ -36,15 +29,7 @@ _USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
 _USAGE_NULL_RE = re.compile(rb',\s*"usage"\s*:\s*null')
 _CONTENT_RE = re.compile(rb'"(?:content|text|arguments)"\s*:\s*"(?:[^"\\]|\\.)+"')
-
-# Upstream status -> OpenAI error type when the upstream body gives none.
-_STATUS_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    429: "rate_limit_exceeded",
-}
+JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
 
 class OpenAIStream(StreamTranslator):
@@ -126,22 +111,16 @@ class OpenAIAdapter(Adapter):
     kind = "openai"
     capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}))
 
-    def __init__(self, name: str, cfg: Any) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
         super().__init__(name, cfg)
         self.base_url = (cfg.base_url or "").rstrip("/")
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        headers.update({k.lower(): v for k, v in cfg.headers.items()})
-        if cfg.api_key is not None and cfg.api_key.get_secret_value():
-            headers["authorization"] = f"Bearer {cfg.api_key.get_secret_value()}"
-        self._headers = headers
+        self._headers = auth_headers(cfg, "authorization", "Bearer ", base=JSON_HEADERS)
         self._urls = {ep: self.base_url + path for ep, path in PATHS.items()}
 
     def url_for(self, endpoint: str, target: Target) -> str:
         return self._urls[endpoint]
 
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
-        if endpoint not in self.capabilities.endpoints:
-            raise self.endpoint_unsupported(endpoint)
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         body["model"] = target.upstream_model
         stream = body.get("stream") is True
         if stream:
@@ -163,26 +142,21 @@ class OpenAIAdapter(Adapter):
         return OpenAIStream(ctx)
 
     def parse_error(self, status: int, payload: bytes) -> GatewayError:
-        err: Any = None
-        try:
-            err = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            pass
+        err = try_json(payload)
         if isinstance(err, dict) and isinstance(err.get("error"), dict):
             e = err["error"]
             return self.upstream_error(
                 status,
                 str(e.get("message") or f"HTTP {status}"),
-                e.get("type") or _STATUS_TYPES.get(status),
+                e.get("type") or self.status_types.get(status),
                 _str_or_none(e.get("code")),
                 _str_or_none(e.get("param")),
             )
         if isinstance(err, dict) and isinstance(err.get("error"), str):  # vLLM/Ollama variants
-            return self.upstream_error(status, err["error"], _STATUS_TYPES.get(status))
+            return self.upstream_error(status, err["error"], self.status_types.get(status))
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return self.upstream_error(status, err["message"], _STATUS_TYPES.get(status))
-        text = payload[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
-        return self.upstream_error(status, text, _STATUS_TYPES.get(status))
+            return self.upstream_error(status, err["message"], self.status_types.get(status))
+        return self.plain_error(status, payload)
 
 
 def _str_or_none(v: Any) -> str | None:
