@@ -17,6 +17,7 @@ https://platform.claude.com/docs/en/api/errors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -52,6 +53,17 @@ _JSON_TOOL_DEF = {
     "description": "Give the complete answer as a JSON object.",
     "input_schema": {"type": "object"},
 }
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicReply:
+    """What the way back needs to know of the request (``CallContext.reply``)."""
+
+    json_tool: bool = False  # the answer is the input of the forced JSON tool (response_format json_object)
+
+
+_PLAIN = AnthropicReply()
+_JSON_REPLY = AnthropicReply(json_tool=True)
 
 FINISH = {
     "end_turn": "stop",
@@ -222,7 +234,7 @@ class _Build:
             )
         self.out["tools"] = [_JSON_TOOL_DEF]
         self.out["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
-        self.ctx.extra["json_tool"] = True
+        self.ctx.reply = _JSON_REPLY
 
     # -- completions ---------------------------------------------------------------------------
     def prompt(self, prompt: Any) -> None:
@@ -540,7 +552,7 @@ class AnthropicStream(StreamTranslator):
         self.name = name
         self.endpoint = endpoint
         self.ctx = ctx
-        self.json_tool = bool(ctx.extra.get("json_tool"))
+        self.json_tool = (ctx.reply or _PLAIN).json_tool
         self.id = new_id("msg_")
         # upstream content block index -> ("text" | "tool" | "json", OpenAI tool_calls index)
         self.blocks: dict[int, tuple[str, int]] = {}
@@ -704,9 +716,7 @@ class AnthropicAdapter(Adapter):
             headers["x-api-key"] = cfg.api_key.get_secret_value()
         self._headers = headers
 
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
-        if endpoint not in self.capabilities.endpoints:
-            raise self.endpoint_unsupported(endpoint)
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         table = CHAT_PARAMS if endpoint == CHAT else COMPLETION_PARAMS
         b = _Build(self, ctx, {"model": target.upstream_model, "max_tokens": _max_tokens(endpoint, body, target)})
         for name, value in body.items():
@@ -734,7 +744,7 @@ class AnthropicAdapter(Adapter):
             or not isinstance(msg.get("content"), list)
         ):
             raise self.bad_response("not a Messages API message")
-        json_tool = bool(ctx.extra.get("json_tool"))
+        json_tool = (ctx.reply or _PLAIN).json_tool
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
         for block in msg["content"]:

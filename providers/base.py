@@ -64,10 +64,11 @@ class CallContext:
     include_usage: bool = False  # the client asked for the usage chunk of a stream
     request_id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
-    # Endpoint-specific extras an adapter stashes in build_request for the way back
-    # (e.g. how many prompts a mapped completions call had). ``usage_estimated: True`` tells
-    # the accounting that the usage an adapter returns is its own estimate.
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The adapter's own record of the request, made by build_request and read on the way back
+    # (each dialect's ``*Reply`` dataclass; None for dialects that need nothing).
+    reply: Any = None
+    # The usage the adapter returns is its own estimate (the upstream reports none).
+    usage_estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,8 @@ class Adapter:
         """The endpoint check every dialect needs, then the dialect's ``build``."""
         if endpoint not in self.capabilities.endpoints:
             raise self.endpoint_unsupported(endpoint)
+        ctx.reply = None
+        ctx.usage_estimated = False
         return self.build(endpoint, body, target, ctx)
 
     def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:

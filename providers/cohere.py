@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -120,6 +121,17 @@ _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class CohereReply:
+    """What the way back needs to know of the request (``CallContext.reply``)."""
+
+    base64: bool = False  # embeddings: encoding_format base64 (Cohere is asked for floats)
+
+
+_FLOATS = CohereReply()
+_BASE64 = CohereReply(base64=True)
+
+
 class CohereAdapter(Adapter):
     kind = "cohere"
     capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}))
@@ -135,7 +147,7 @@ class CohereAdapter(Adapter):
         self._headers = headers
 
     # -- build -------------------------------------------------------------------------------
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         out = self._embed_body(body, target, ctx) if endpoint == EMBEDDINGS else self._chat_body(endpoint, body, target)
         stream = out.get("stream") is True
         headers = dict(self._headers)
@@ -275,7 +287,7 @@ class CohereAdapter(Adapter):
         texts = [inp] if isinstance(inp, str) else inp
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise self.unsupported("input", "Cohere embeds text, not token ids")
-        ctx.extra["encoding_format"] = body.get("encoding_format") or "float"
+        ctx.reply = _BASE64 if body.get("encoding_format") == "base64" else _FLOATS
         out: dict[str, Any] = {
             "model": target.upstream_model,
             "texts": texts,
@@ -340,7 +352,7 @@ class CohereAdapter(Adapter):
         vectors = emb.get("float") if isinstance(emb, dict) else emb
         if not isinstance(vectors, list):
             raise self.bad_response("no float embeddings")
-        b64 = ctx.extra.get("encoding_format") == "base64"
+        b64 = (ctx.reply or _FLOATS).base64
         data = [{"object": "embedding", "index": i, "embedding": _b64(v) if b64 else v} for i, v in enumerate(vectors)]
         billed = ((obj.get("meta") or {}).get("billed_units") or {}).get("input_tokens") or 0
         tokens = int(billed)

@@ -17,6 +17,7 @@ import math
 import re
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -95,6 +96,19 @@ _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,
 _CHARS_PER_TOKEN = 4
 
 
+@dataclass(frozen=True, slots=True)
+class GeminiReply:
+    """What the way back needs to know of the request (``CallContext.reply``)."""
+
+    n: int = 1  # candidates asked for: a stream is over once each has finished
+    inputs: int | None = None  # embeddings: the texts sent, so as many vectors must come back
+    base64: bool = False  # embeddings: encoding_format base64
+    tokens: int = 0  # embeddings: the estimated prompt tokens (Gemini reports no usage for them)
+
+
+_ONE = GeminiReply()
+
+
 class GeminiAdapter(Adapter):
     kind = "gemini"
     capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}))
@@ -110,9 +124,7 @@ class GeminiAdapter(Adapter):
 
     # -- requests ----------------------------------------------------------------------------
 
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
-        if endpoint not in self.capabilities.endpoints:
-            raise self.endpoint_unsupported(endpoint)
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         model = self.model_path(target.upstream_model)
         if endpoint == EMBEDDINGS:
             method, payload = self._embeddings_request(body, model, ctx)
@@ -126,7 +138,8 @@ class GeminiAdapter(Adapter):
             if handler is None:
                 raise self.unsupported(field)
             handler(req, value)
-        ctx.extra["n"] = req.generation.get("candidateCount", 1)
+        n = req.generation.get("candidateCount", 1)
+        ctx.reply = _ONE if n == 1 else GeminiReply(n=n)
         stream = body.get("stream") is True
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         headers = dict(self._headers)
@@ -168,10 +181,12 @@ class GeminiAdapter(Adapter):
         if body.get("dimensions") is not None:
             one["outputDimensionality"] = body["dimensions"]
         requests = [{**one, "content": {"parts": [{"text": t}]}} for t in texts]
-        ctx.extra["count"] = len(texts)
-        ctx.extra["base64"] = body.get("encoding_format") == "base64"
-        ctx.extra["tokens"] = sum(max(1, math.ceil(len(t) / _CHARS_PER_TOKEN)) for t in texts)
-        ctx.extra["usage_estimated"] = True  # Gemini reports no usage for embeddings
+        ctx.reply = GeminiReply(
+            inputs=len(texts),
+            base64=body.get("encoding_format") == "base64",
+            tokens=sum(max(1, math.ceil(len(t) / _CHARS_PER_TOKEN)) for t in texts),
+        )
+        ctx.usage_estimated = True  # Gemini reports no usage for embeddings
         if isinstance(inp, str):
             return "embedContent", requests[0]
         return "batchEmbedContents", {"requests": requests}
@@ -213,10 +228,12 @@ class GeminiAdapter(Adapter):
             vectors = [obj["embedding"].get("values")]
         else:
             raise self.bad_response("no 'embedding' or 'embeddings' in the response")
-        if len(vectors) != ctx.extra.get("count", len(vectors)) or not all(isinstance(v, list) for v in vectors):
+        reply = ctx.reply or _ONE
+        expected = len(vectors) if reply.inputs is None else reply.inputs
+        if len(vectors) != expected or not all(isinstance(v, list) for v in vectors):
             raise self.bad_response("the embeddings do not match the inputs")
-        b64 = ctx.extra.get("base64", False)
-        tokens = ctx.extra.get("tokens", 0)
+        b64 = reply.base64
+        tokens = reply.tokens
         return {
             "object": "list",
             "data": [
@@ -832,7 +849,7 @@ class GeminiStream(StreamTranslator):
         self.adapter = adapter
         self.endpoint = endpoint
         self.ctx = ctx
-        self.n = ctx.extra.get("n", 1)
+        self.n = (ctx.reply or _ONE).n
         self.id = ("chatcmpl-" if endpoint == CHAT else "cmpl-") + new_id("")
         self.started: set[int] = set()
         self.done: set[int] = set()

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from providers.anthropic import JSON_TOOL, AnthropicAdapter
+from providers.anthropic import JSON_TOOL, AnthropicAdapter, AnthropicReply
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, Target
 
 WEATHER_SCHEMA = {
@@ -355,7 +355,7 @@ def test_response_format_json_object_forces_the_json_tool():
     out = orjson.loads(adapter().build_request(CHAT, body, Target("c"), ctx).body)
     assert out["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
     assert [t["name"] for t in out["tools"]] == [JSON_TOOL]
-    assert ctx.extra["json_tool"] is True
+    assert ctx.reply.json_tool is True
     tools = [{"type": "function", "function": {"name": "f"}}]
     assert refused({**body, "tools": tools}).param == "response_format"
 
@@ -537,7 +537,7 @@ def test_stop_reasons(stop_reason, finish):
 
 
 def test_json_tool_answer_becomes_the_content():
-    ctx = CallContext("m", extra={"json_tool": True})
+    ctx = CallContext("m", reply=AnthropicReply(json_tool=True))
     block = {"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL, "input": {"answer": 42}}
     out = parse({"id": "m", "type": "message", "content": [block], "stop_reason": "tool_use"}, ctx=ctx)
     assert out["choices"][0]["message"] == {"role": "assistant", "content": '{"answer":42}', "refusal": None}

@@ -353,7 +353,7 @@ class Pipeline:
             result = dep.adapter.parse_response(endpoint, data, ctx)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise dep.adapter.bad_response(f"unexpected shape ({type(e).__name__})") from None
-        if not _take_usage(out, result.get("usage")) or ctx.extra.get("usage_estimated"):
+        if not _take_usage(out, result.get("usage")) or ctx.usage_estimated:
             out.estimated = True
         return result
 
