@@ -16,6 +16,7 @@ https://platform.claude.com/docs/en/api/errors.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,12 @@ _JSON_TOOL_DEF = {
     "description": "Give the complete answer as a JSON object.",
     "input_schema": {"type": "object"},
 }
+
+# Anthropic's context-overflow 400 -> (window, prompt, completion) (``Capabilities.overflow_wordings``).
+OVERFLOW_WORDINGS = (
+    re.compile(r"prompt is too long: (?P<p>\d+) tokens > (?P<w>\d+) maximum"),
+    re.compile(r"input length and `max_tokens` exceed context limit: (?P<p>\d+) \+ (?P<c>\d+) > (?P<w>\d+)"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -703,7 +710,7 @@ _EVENTS: dict[str, Callable[[AnthropicStream, dict[str, Any]], list[bytes]]] = {
 
 class AnthropicAdapter(Adapter):
     kind = "anthropic"
-    capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS}))
+    capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS}), overflow_wordings=OVERFLOW_WORDINGS)
 
     def __init__(self, name: str, cfg: Any) -> None:
         super().__init__(name, cfg)

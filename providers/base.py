@@ -88,9 +88,9 @@ class Capabilities:
     native_overflow: bool = False
     # The behaviour when neither the model nor the provider entry names one (DESIGN §1 "Overflow").
     overflow_default: Literal["truncate", "error"] = "error"
-    # The tokenizer family its model names imply: "openai" when OpenAI's model names map exactly to
-    # tiktoken's encodings; None when only estimates are possible unless the config names one.
-    tokenizer: str | None = None
+    # Its model names are OpenAI's, whose tiktoken encodings are exact (OpenAI, Azure); otherwise
+    # only estimates are possible unless the config names a tokenizer.
+    openai_tokenizers: bool = False
     # The upstream's wordings of its own context-overflow 400: regexes with the named groups w
     # (window), p (prompt tokens), c (requested completion), t (a stated total, checked) and f
     # (function tokens, folded into the prompt). Only exact wordings belong here.

@@ -38,7 +38,12 @@ def fireworks_model(name: str) -> str:
 
 class FireworksAdapter(OpenAIAdapter):
     kind = "fireworks"
-    capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}), native_overflow=True)
+    capabilities = Capabilities(
+        endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}),
+        native_overflow=True,
+        overflow_default="truncate",  # as Fireworks itself does (DESIGN §1 "Overflow")
+        overflow_wordings=OpenAIAdapter.capabilities.overflow_wordings,
+    )
 
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         if not cfg.base_url:

@@ -91,6 +91,11 @@ _IMAGE_TYPES = {
 }
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,(.*)", re.DOTALL)
 
+# Gemini's context-overflow 400 -> (window, prompt, completion) (``Capabilities.overflow_wordings``).
+OVERFLOW_WORDINGS = (
+    re.compile(r"input token count \((?P<p>\d+)\) exceeds the maximum number of tokens allowed \((?P<w>\d+)\)"),
+)
+
 # Gemini documents about 4 characters per token (https://ai.google.dev/gemini-api/docs/tokens);
 # used only for embeddings, whose responses carry no usage.
 _CHARS_PER_TOKEN = 4
@@ -111,7 +116,9 @@ _ONE = GeminiReply()
 
 class GeminiAdapter(Adapter):
     kind = "gemini"
-    capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}))
+    capabilities = Capabilities(
+        endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}), overflow_wordings=OVERFLOW_WORDINGS
+    )
 
     def __init__(self, name: str, cfg: Any) -> None:
         super().__init__(name, cfg)

@@ -6,9 +6,10 @@ requests never leave the process; the adapter only points them there.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from providers.base import CallContext, Target, UpstreamRequest
+from providers.base import CallContext, FilesAPI, Target, UpstreamRequest, auth_headers
 from providers.openai import OpenAIAdapter
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ class MockAdapter(OpenAIAdapter):
     """The OpenAI dialect against the in-process simulator (``mock://`` URLs, no network)."""
 
     kind = "mock"
+    # Files go to the in-process files simulator; the simulated model has no exact tokenizer.
+    capabilities = dataclasses.replace(OpenAIAdapter.capabilities, openai_tokenizers=False, needs_base_url=False)
 
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         super().__init__(name, cfg.model_copy(update={"base_url": "mock://" + name}))
@@ -28,3 +31,6 @@ class MockAdapter(OpenAIAdapter):
         req = super().build(endpoint, body, target, ctx)
         req.url = f"mock://{endpoint}"
         return req
+
+    def files_api(self) -> FilesAPI:
+        return FilesAPI("mock://files", auth_headers(self.cfg, None))  # simulators/files.py

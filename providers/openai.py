@@ -14,7 +14,7 @@ import orjson
 
 from gateway.errors import GatewayError
 from gateway.wire.types import CHAT, COMPLETIONS, EMBEDDINGS, SSEEvent, UpstreamRequest
-from providers.base import Adapter, Capabilities, StreamTranslator, auth_headers, load_json, try_json
+from providers.base import Adapter, Capabilities, FilesAPI, StreamTranslator, auth_headers, load_json, try_json
 
 if TYPE_CHECKING:
     from gateway.config import ProviderConfig
@@ -30,6 +30,30 @@ _ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
 _USAGE_NULL_RE = re.compile(rb',\s*"usage"\s*:\s*null')
 _CONTENT_RE = re.compile(rb'"(?:content|text|arguments)"\s*:\s*"(?:[^"\\]|\\.)+"')
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+
+# The context-overflow 400 as OpenAI, Azure OpenAI and vLLM word it -> (window, prompt, completion)
+# (see ``Capabilities.overflow_wordings``). Wordings with "at least" (vLLM >= 0.11) or "about"
+# (OpenRouter) are not exact and not listed.
+OVERFLOW_WORDINGS = tuple(
+    re.compile(p)
+    for p in (
+        # OpenAI, Azure OpenAI, vLLM < 0.11 (chat)
+        r"maximum context length is (?P<w>\d+) tokens\. However, you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<c>\d+) in the completion\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<f>\d+) in the functions, and (?P<c>\d+) in the completion\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, your messages resulted in (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<f>\d+) in the functions\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, your messages resulted in (?P<p>\d+) tokens\.",
+        # OpenAI and Azure legacy completions
+        r"maximum context length is (?P<w>\d+) tokens, however you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in your prompt; (?P<c>\d+) for the completion\)",
+        # vLLM (serving_engine.py): prompt alone, then prompt + max_tokens
+        r"maximum context length is (?P<w>\d+) tokens\. However, your request has (?P<p>\d+) input tokens\.",
+        r"is too large: (?P<c>\d+)\. This model's maximum context length is (?P<w>\d+) tokens "
+        r"and your request has (?P<p>\d+) input tokens",
+    )
+)
 
 
 class OpenAIStream(StreamTranslator):
@@ -109,7 +133,13 @@ class OpenAIStream(StreamTranslator):
 
 class OpenAIAdapter(Adapter):
     kind = "openai"
-    capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}))
+    capabilities = Capabilities(
+        endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}),
+        openai_tokenizers=True,
+        overflow_wordings=OVERFLOW_WORDINGS,
+        files=True,
+        needs_base_url=True,  # any OpenAI-compatible server: there is no one default
+    )
 
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         super().__init__(name, cfg)
@@ -119,6 +149,12 @@ class OpenAIAdapter(Adapter):
 
     def url_for(self, endpoint: str, target: Target) -> str:
         return self._urls[endpoint]
+
+    def files_api(self) -> FilesAPI | None:
+        """``{base_url}/files`` and its siblings, with the same Bearer key."""
+        if not self.capabilities.files:
+            return None
+        return FilesAPI(self.base_url, auth_headers(self.cfg, "authorization", "Bearer "))
 
     def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         body["model"] = target.upstream_model
