@@ -204,6 +204,16 @@ class Adapter:
             status, f"{self.name}: {message}", type=type_, code=code, param=param, reason=f"http_{status}"
         )
 
+    def event_object(self, data: bytes, not_json: str, not_object: str = "") -> dict[str, Any]:
+        """A stream event's JSON object, or the 502 for an event that is not one."""
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise self.bad_response(not_json) from None
+        if not isinstance(obj, dict):
+            raise self.bad_response(not_object or not_json)
+        return obj
+
     def plain_error(self, status: int, payload: bytes) -> GatewayError:
         """An upstream error whose body has no shape we know: its first 200 bytes as the message."""
         return self.upstream_error(status, error_text(status, payload), self.status_types.get(status))
@@ -318,27 +328,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:24]}"
 
 
-def chat_chunk(ctx: CallContext, chunk_id: str, choices: list[dict[str, Any]], usage: Any = None) -> dict[str, Any]:
-    """An OpenAI ``chat.completion.chunk`` with the client's model name."""
-    out: dict[str, Any] = {
-        "id": chunk_id,
-        "object": "chat.completion.chunk",
-        "created": ctx.created,
-        "model": ctx.client_model,
-        "choices": choices,
-    }
-    if ctx.include_usage:
-        out["usage"] = usage
-    return out
+CHAT_CHUNK = "chat.completion.chunk"
+TEXT_COMPLETION = "text_completion"  # legacy completions: the answer's and its stream chunks' object
 
 
-def completion_chunk(
-    ctx: CallContext, chunk_id: str, choices: list[dict[str, Any]], usage: Any = None
+def chat_chunk(
+    ctx: CallContext, chunk_id: str, choices: list[dict[str, Any]], usage: Any = None, obj: str = CHAT_CHUNK
 ) -> dict[str, Any]:
-    """An OpenAI legacy ``text_completion`` stream chunk with the client's model name."""
+    """An OpenAI stream chunk with the client's model name: ``chat.completion.chunk``, or for legacy
+    completions (``obj=TEXT_COMPLETION``) a ``text_completion`` chunk. ``usage`` only when asked for."""
     out: dict[str, Any] = {
         "id": chunk_id,
-        "object": "text_completion",
+        "object": obj,
         "created": ctx.created,
         "model": ctx.client_model,
         "choices": choices,
