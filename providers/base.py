@@ -204,8 +204,8 @@ class Adapter:
             status, f"{self.name}: {message}", type=type_, code=code, param=param, reason=f"http_{status}"
         )
 
-    def event_object(self, data: bytes, not_json: str, not_object: str = "") -> dict[str, Any]:
-        """A stream event's JSON object, or the 502 for an event that is not one."""
+    def json_object(self, data: bytes, not_json: str, not_object: str = "") -> dict[str, Any]:
+        """An upstream body's or stream event's JSON object, or the 502 saying why it is not one."""
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -229,7 +229,8 @@ class Param:
     ``to``: the dotted field of the upstream body it is written to (``"generationConfig.topP"``),
     or None when the dialect's builder reads it itself (or it asks nothing of the upstream).
     ``transform``: value -> upstream value (a None result sends nothing); identity when None.
-    ``only``: the values the provider can honour; any other is a 400 naming the field, with ``why``.
+    ``only``: the values the provider can honour (``true`` is not ``1``); any other is a 400 naming
+    the field, with ``why``.
     """
 
     to: str | None = None
@@ -258,7 +259,7 @@ def apply_params(adapter: Adapter, table: Params, body: Mapping[str, Any], out: 
         p = table.get(key)
         if p is None:
             raise adapter.unsupported(key, adapter.unlisted_why)
-        if p.only is not None and value not in p.only:
+        if p.only is not None and not _among(value, p.only):
             raise adapter.unsupported(key, p.why)
         path = p.path
         if not path:
@@ -274,6 +275,16 @@ def apply_params(adapter: Adapter, table: Params, body: Mapping[str, Any], out: 
             for step in path[:-1]:
                 node = node.setdefault(step, {})
             node[path[-1]] = value
+
+
+def _among(value: Any, allowed: tuple[Any, ...]) -> bool:
+    """``value in allowed`` as JSON sees it: ``true`` is not ``1`` and ``false`` is not ``0``."""
+    return any(value == a and (value.__class__ is bool) == (a.__class__ is bool) for a in allowed)
+
+
+def given(value: Any) -> bool:
+    """Whether a request field asks for something: ``apply_params``'s rule (not null, ``{}`` or ``[]``)."""
+    return value is not None and (bool(value) or not isinstance(value, dict | list))
 
 
 def same_list(value: Any) -> Any:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.wire.types import CHAT, COMPLETIONS, EMBEDDINGS, UpstreamRequest
-from providers.base import Adapter, Capabilities, StreamTranslator, auth_headers, load_json
+from providers.base import Adapter, Capabilities, StreamTranslator, auth_headers
 from providers.cohere import embeddings, errors, request, response
 from providers.cohere.embeddings import CohereReply
 from providers.cohere.stream import CohereStream
@@ -65,12 +65,10 @@ class CohereAdapter(Adapter):
         return UpstreamRequest("POST", self._urls[endpoint], headers, orjson.dumps(out), stream)
 
     def parse_response(self, endpoint: str, payload: bytes, ctx: CallContext) -> dict[str, Any]:
-        obj = load_json(payload, self)
-        if not isinstance(obj, dict):
-            raise self.bad_response("not a JSON object")
+        obj = self.json_object(payload, "body is not JSON", "not a JSON object")
         if endpoint == EMBEDDINGS:
             return embeddings.embeddings(self, obj, ctx)
-        return response.chat_answer(self, endpoint, obj, ctx)
+        return response.answer(self, endpoint, obj, ctx)
 
     def stream_translator(self, endpoint: str, ctx: CallContext) -> StreamTranslator:
         return CohereStream(self, ctx, completions=endpoint == COMPLETIONS)

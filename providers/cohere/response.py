@@ -25,7 +25,7 @@ FINISH: dict[str, FinishReason] = {
 _FAILED = {"ERROR", "TIMEOUT"}
 
 
-def chat_answer(adapter: CohereAdapter, endpoint: str, obj: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+def answer(adapter: CohereAdapter, endpoint: str, obj: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
     message = obj.get("message")
     if not isinstance(message, dict):
         raise adapter.bad_response("no 'message' object")

@@ -33,7 +33,7 @@ class CohereStream(StreamTranslator):
     def feed(self, event: SSEEvent) -> list[bytes]:
         if not event.data.strip() or event.data == b"[DONE]":
             return []
-        obj = self.adapter.event_object(event.data, "malformed stream event")
+        obj = self.adapter.json_object(event.data, "malformed stream event")
         kind = obj.get("type") or event.event
         if kind == "error" or ("type" not in obj and isinstance(obj.get("message"), str)):
             raise GatewayError(
