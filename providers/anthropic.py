@@ -30,13 +30,17 @@ from providers.base import (
     Adapter,
     CallContext,
     Capabilities,
+    Param,
     SSEEvent,
     StreamTranslator,
     Target,
     UpstreamRequest,
+    apply_params,
     chat_chunk,
+    given,
     load_json,
     new_id,
+    same_list,
     usage_dict,
 )
 
@@ -81,8 +85,6 @@ FINISH = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-
-Handler = Callable[["_Build", str, Any], None]
 
 
 class _Build:
@@ -243,6 +245,18 @@ class _Build:
         self.out["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
         self.ctx.reply = _JSON_REPLY
 
+    def temperature(self, value: Any) -> None:
+        if not given(value):
+            return
+        if value > 1:
+            raise GatewayError(
+                400,
+                f"Invalid 'temperature': provider '{self.adapter.name}' (anthropic) accepts 0 to 1, but got {value:g}.",
+                param="temperature",
+                code="invalid_value",
+            )
+        self.out["temperature"] = value
+
     # -- completions ---------------------------------------------------------------------------
     def prompt(self, prompt: Any) -> None:
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
@@ -371,133 +385,94 @@ def _collapse(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 
 # -- the parameter table ------------------------------------------------------------------------
-def _skip(b: _Build, name: str, value: Any) -> None:
-    """Handled by the builder itself (or the gateway's own field)."""
+def _user_id(param: str) -> Callable[[Any], Any]:
+    def user_id(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise invalid(f"Invalid type for '{param}': expected a string.", param, "invalid_type")
+        return value
+
+    return user_id
 
 
-def _same(b: _Build, name: str, value: Any) -> None:
-    b.out[name] = value
-
-
-def _stream(b: _Build, name: str, value: Any) -> None:
-    if value is True:
-        b.out["stream"] = True
-
-
-def _temperature(b: _Build, name: str, value: Any) -> None:
-    if value > 1:
-        raise GatewayError(
-            400,
-            f"Invalid 'temperature': provider '{b.adapter.name}' (anthropic) accepts 0 to 1, but got {value:g}.",
-            param="temperature",
-            code="invalid_value",
-        )
-    b.out["temperature"] = value
-
-
-def _stop(b: _Build, name: str, value: Any) -> None:
-    stops = [value] if isinstance(value, str) else value
-    if stops:
-        b.out["stop_sequences"] = stops
-
-
-def _user(b: _Build, name: str, value: Any) -> None:
-    if not isinstance(value, str):
-        raise invalid(f"Invalid type for '{name}': expected a string.", name, "invalid_type")
-    b.out["metadata"] = {"user_id": value}
+def _true_only(value: Any) -> Any:
+    return True if value is True else None  # stream: false asks for nothing
 
 
 _SERVICE_TIERS = {"auto": "auto", "default": "standard_only"}
+_NO_LOGPROBS = "Anthropic does not return log probabilities"
 
-
-def _service_tier(b: _Build, name: str, value: Any) -> None:
-    if value not in _SERVICE_TIERS:
-        raise b.adapter.unsupported(name, "Anthropic offers 'auto' and 'default' (standard capacity only)")
-    b.out["service_tier"] = _SERVICE_TIERS[value]
-
-
-def _only(ok: Callable[[Any], bool], why: str) -> Handler:
-    """Accept the value that asks for nothing Anthropic lacks (n=1, penalties 0...); refuse the rest."""
-
-    def check(b: _Build, name: str, value: Any) -> None:
-        if not ok(value):
-            raise b.adapter.unsupported(name, why)
-
-    return check
-
-
-def _never(why: str) -> Handler:
-    return _only(lambda _v: False, why)
-
-
-# OpenAI field -> Anthropic. A null value counts as absent; a field not listed is refused.
-CHAT_PARAMS: dict[str, Handler] = {
-    "model": _skip,  # -> model = target.upstream_model
-    "messages": _skip,  # -> system + messages (_Build.messages)
-    "max_completion_tokens": _skip,  # -> max_tokens (_max_tokens)
-    "max_tokens": _skip,  # -> max_tokens
-    "tools": _skip,  # -> tools [{name, description, input_schema, strict}] (_Build.tools)
-    "tool_choice": _skip,  # none/auto/required/{function} -> none/auto/any/{type: tool, name}
-    "parallel_tool_calls": _skip,  # false -> tool_choice.disable_parallel_tool_use
-    "response_format": _skip,  # json_schema -> output_config.format; json_object -> forced tool
-    "stream_options": _skip,  # the gateway's: usage comes from message_start/message_delta
-    "context_length_exceeded_behavior": _skip,  # the gateway's own (DESIGN §1), never forwarded
-    "stream": _stream,  # -> stream
-    "temperature": _temperature,  # -> temperature, 0..1 on Anthropic
-    "top_p": _same,  # -> top_p
-    "top_k": _same,  # -> top_k (Anthropic's own sampling knob)
-    "stop": _stop,  # string or list -> stop_sequences
-    "user": _user,  # -> metadata.user_id
-    "safety_identifier": _user,  # OpenAI's successor of user -> metadata.user_id
-    "service_tier": _service_tier,  # auto -> auto, default -> standard_only
-    "n": _only(lambda v: v == 1, "Anthropic returns one choice per request"),
-    "logprobs": _only(lambda v: v is False, "Anthropic does not return log probabilities"),
-    "top_logprobs": _never("Anthropic does not return log probabilities"),
-    "logit_bias": _only(lambda v: not v, "Anthropic has no logit bias"),
-    "presence_penalty": _only(lambda v: v == 0, "Anthropic has no presence penalty"),
-    "frequency_penalty": _only(lambda v: v == 0, "Anthropic has no frequency penalty"),
-    "seed": _never("Anthropic has no seed, so answers cannot be made reproducible"),
-    "audio": _never("Anthropic models do not produce audio"),
-    "modalities": _only(lambda v: v == ["text"], "Anthropic models produce text only"),
-    "store": _only(lambda v: v is False, "Anthropic does not store completions"),
-    "metadata": _only(lambda v: not v, "Anthropic's metadata holds only a user id; send 'user'"),
-    "reasoning_effort": _never("extended thinking cannot be expressed through the OpenAI chat API"),
-    "verbosity": _never("Anthropic has no verbosity setting"),
-    "prediction": _never("Anthropic has no predicted outputs"),
-    "web_search_options": _never("use a model of a provider with OpenAI's web search"),
-    "prompt_cache_key": _never("Anthropic caches by cache_control breakpoints, not by key"),
-    "functions": _never("deprecated by OpenAI; send 'tools'"),
-    "function_call": _never("deprecated by OpenAI; send 'tool_choice'"),
+# OpenAI field -> Anthropic (applied by ``apply_params``: null, {} and [] ask for nothing; a field
+# not listed, or a value outside ``only``, is a 400 naming it). No ``to``: the builder's own.
+CHAT_PARAMS: dict[str, Param] = {
+    "model": Param(),  # -> model = target.upstream_model
+    "messages": Param(),  # -> system + messages (_Build.messages)
+    "max_completion_tokens": Param(),  # -> max_tokens (_max_tokens)
+    "max_tokens": Param(),  # -> max_tokens
+    "tools": Param(),  # -> tools [{name, description, input_schema, strict}] (_Build.tools)
+    "tool_choice": Param(),  # none/auto/required/{function} -> none/auto/any/{type: tool, name}
+    "parallel_tool_calls": Param(),  # false -> tool_choice.disable_parallel_tool_use
+    "response_format": Param(),  # json_schema -> output_config.format; json_object -> forced tool
+    "temperature": Param(),  # -> temperature, 0..1 on Anthropic (_Build.temperature)
+    "stream_options": Param(),  # the gateway's: usage comes from message_start/message_delta
+    "context_length_exceeded_behavior": Param(),  # the gateway's own (DESIGN §1), never forwarded
+    "stream": Param("stream", _true_only),
+    "top_p": Param("top_p"),
+    "top_k": Param("top_k"),  # Anthropic's own sampling knob
+    "stop": Param("stop_sequences", same_list),
+    "user": Param("metadata.user_id", _user_id("user")),
+    "safety_identifier": Param("metadata.user_id", _user_id("safety_identifier")),  # OpenAI's successor of user
+    "service_tier": Param(
+        "service_tier",
+        _SERVICE_TIERS.__getitem__,
+        only=tuple(_SERVICE_TIERS),
+        why="Anthropic offers 'auto' and 'default' (standard capacity only)",
+    ),
+    "n": Param(only=(1,), why="Anthropic returns one choice per request"),
+    "logprobs": Param(only=(False,), why=_NO_LOGPROBS),
+    "top_logprobs": Param(only=(0,), why=_NO_LOGPROBS),
+    "logit_bias": Param(only=(), why="Anthropic has no logit bias"),
+    "presence_penalty": Param(only=(0,), why="Anthropic has no presence penalty"),
+    "frequency_penalty": Param(only=(0,), why="Anthropic has no frequency penalty"),
+    "seed": Param(only=(), why="Anthropic has no seed, so answers cannot be made reproducible"),
+    "audio": Param(only=(), why="Anthropic models do not produce audio"),
+    "modalities": Param(only=(["text"],), why="Anthropic models produce text only"),
+    "store": Param(only=(False,), why="Anthropic does not store completions"),
+    "metadata": Param(only=(), why="Anthropic's metadata holds only a user id; send 'user'"),
+    "reasoning_effort": Param(only=(), why="extended thinking cannot be expressed through the OpenAI chat API"),
+    "verbosity": Param(only=(), why="Anthropic has no verbosity setting"),
+    "prediction": Param(only=(), why="Anthropic has no predicted outputs"),
+    "web_search_options": Param(only=(), why="use a model of a provider with OpenAI's web search"),
+    "prompt_cache_key": Param(only=(), why="Anthropic caches by cache_control breakpoints, not by key"),
+    "functions": Param(only=(), why="deprecated by OpenAI; send 'tools'"),
+    "function_call": Param(only=(), why="deprecated by OpenAI; send 'tool_choice'"),
 }
 
-COMPLETION_PARAMS: dict[str, Handler] = {
-    **{
-        k: CHAT_PARAMS[k]
-        for k in (
-            "model",
-            "max_tokens",
-            "response_format",
-            "stream",
-            "stream_options",
-            "context_length_exceeded_behavior",
-            "temperature",
-            "top_p",
-            "top_k",
-            "stop",
-            "user",
-            "n",
-            "logit_bias",
-            "presence_penalty",
-            "frequency_penalty",
-            "seed",
-        )
-    },
-    "prompt": _skip,  # one string (or a list of one) -> one user message
-    "echo": _only(lambda v: v is False, "Anthropic cannot echo the prompt"),
-    "logprobs": _never("Anthropic does not return log probabilities"),
-    "suffix": _only(lambda v: v == "", "Anthropic has no insertion (suffix) mode"),
-    "best_of": _only(lambda v: v == 1, "Anthropic returns one completion per request"),
-    "images": _never("send images through /v1/chat/completions as image_url parts"),
+_SHARED = (
+    "model",
+    "max_tokens",
+    "response_format",
+    "temperature",
+    "stream",
+    "stream_options",
+    "context_length_exceeded_behavior",
+    "top_p",
+    "top_k",
+    "stop",
+    "user",
+    "n",
+    "logit_bias",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+)
+COMPLETION_PARAMS: dict[str, Param] = {
+    **{k: CHAT_PARAMS[k] for k in _SHARED},
+    "prompt": Param(),  # one string (or a list of one) -> one user message (_Build.prompt)
+    "echo": Param(only=(False,), why="Anthropic cannot echo the prompt"),
+    "logprobs": Param(only=(), why=_NO_LOGPROBS),
+    "suffix": Param(only=("",), why="Anthropic has no insertion (suffix) mode"),
+    "best_of": Param(only=(1,), why="Anthropic returns one completion per request"),
+    "images": Param(only=(), why="send images through /v1/chat/completions as image_url parts"),
 }
 
 
@@ -710,6 +685,7 @@ _EVENTS: dict[str, Callable[[AnthropicStream, dict[str, Any]], list[bytes]]] = {
 
 class AnthropicAdapter(Adapter):
     kind = "anthropic"
+    unlisted_why = "it has no equivalent in Anthropic's Messages API"
     capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS}), overflow_wordings=OVERFLOW_WORDINGS)
 
     def __init__(self, name: str, cfg: Any) -> None:
@@ -726,13 +702,8 @@ class AnthropicAdapter(Adapter):
     def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         table = CHAT_PARAMS if endpoint == CHAT else COMPLETION_PARAMS
         b = _Build(self, ctx, {"model": target.upstream_model, "max_tokens": _max_tokens(endpoint, body, target)})
-        for name, value in body.items():
-            if value is None:
-                continue
-            handler = table.get(name)
-            if handler is None:
-                raise self.unsupported(name, "it has no equivalent in Anthropic's Messages API")
-            handler(b, name, value)
+        apply_params(self, table, body, b.out)
+        b.temperature(body.get("temperature"))
         if endpoint == CHAT:
             b.messages(body["messages"])
             b.tools(body)

@@ -288,8 +288,8 @@ def given(value: Any) -> bool:
 
 
 def same_list(value: Any) -> Any:
-    """A string or a list of them as a list (OpenAI's ``stop``)."""
-    return [value] if isinstance(value, str) else value
+    """A string or a list of them as a list (OpenAI's ``stop``); nothing for a falsy non-string."""
+    return [value] if isinstance(value, str) else value or None
 
 
 # -- headers, JSON, ids, chunks ----------------------------------------------------------------------

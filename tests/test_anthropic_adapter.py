@@ -340,6 +340,24 @@ def test_parameters_anthropic_cannot_honour_are_400_naming_them(param, value):
     assert "anthropic" in err.message
 
 
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("functions", []),
+        ("function_call", {}),
+        ("modalities", []),
+        ("audio", {}),
+        ("logit_bias", {}),
+        ("top_logprobs", 0),
+    ],
+)
+def test_empty_and_neutral_values_ask_for_nothing(param, value):
+    # null, {} and [] ask for nothing on every dialect (providers.base.apply_params), as on Gemini and
+    # Cohere: frameworks send functions: [] and logit_bias: {} by default. top_logprobs 0 is the default.
+    out = build(chat([{"role": "user", "content": "x"}], **{param: value}))
+    assert param not in out and set(out) == {"model", "max_tokens", "messages"}
+
+
 def test_response_format_json_schema_uses_structured_outputs():
     # https://platform.claude.com/docs/en/build-with-claude/structured-outputs (output_config.format)
     schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}

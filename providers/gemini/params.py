@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.base import Param
-
-
-def _stop(v: Any) -> Any:
-    return [v] if isinstance(v, str) else list(v)
+from providers.base import Param, same_list
 
 
 def _true_only(v: Any) -> Any:
@@ -37,7 +33,7 @@ _COMMON: dict[str, Param] = {
     "presence_penalty": Param("generationConfig.presencePenalty"),
     "frequency_penalty": Param("generationConfig.frequencyPenalty"),
     "seed": Param("generationConfig.seed"),
-    "stop": Param("generationConfig.stopSequences", _stop),
+    "stop": Param("generationConfig.stopSequences", same_list),
 }
 
 CHAT: dict[str, Param] = {
