@@ -287,6 +287,11 @@ def given(value: Any) -> bool:
     return value is not None and (bool(value) or not isinstance(value, dict | list))
 
 
+def only_true(value: Any) -> Any:
+    """``True`` for ``true``; nothing for ``false`` (which asks for nothing: ``stream``, ``logprobs``)."""
+    return True if value is True else None
+
+
 def same_list(value: Any) -> Any:
     """A string or a list of them as a list (OpenAI's ``stop``); nothing for a falsy non-string."""
     return [value] if isinstance(value, str) else value or None

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.base import Param, same_list
-
-
-def _true_only(v: Any) -> Any:
-    return True if v is True else None  # False asks for nothing
+from providers.base import Param, only_true, same_list
 
 
 def _nonzero(v: Any) -> Any:
@@ -40,7 +36,7 @@ CHAT: dict[str, Param] = {
     **_COMMON,
     **{k: Param() for k in ("messages", "tools", "tool_choice")},  # request.py
     "max_completion_tokens": Param("generationConfig.maxOutputTokens"),
-    "logprobs": Param("generationConfig.responseLogprobs", _true_only),
+    "logprobs": Param("generationConfig.responseLogprobs", only_true),
     "top_logprobs": Param("generationConfig.logprobs", _nonzero),
     "parallel_tool_calls": Param(only=(True,), why="Gemini cannot be limited to one call per turn"),
     "store": Param(only=(False,), why="Gemini does not store completions"),
