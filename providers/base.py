@@ -44,8 +44,6 @@ STATUS_TYPES: Mapping[int, str] = {
     429: "rate_limit_exceeded",
 }
 
-JSON = "application/json"
-
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -237,13 +235,18 @@ class Param:
     transform: Callable[[Any], Any] | None = None
     only: tuple[Any, ...] | None = None
     why: str = ""
-    path: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # ``to`` split once: the objects on the way (None for a top-level field) and the last name.
+    parents: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
+    leaf: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", tuple(self.to.split(".")) if self.to else ())
+        *parents, leaf = self.to.split(".") if self.to else ("",)
+        object.__setattr__(self, "parents", tuple(parents) or None)
+        object.__setattr__(self, "leaf", leaf)
 
 
 Params = Mapping[str, Param]
+_CONTAINERS = (dict, list)
 
 
 def apply_params(adapter: Adapter, table: Params, body: Mapping[str, Any], out: dict[str, Any]) -> None:
@@ -251,35 +254,33 @@ def apply_params(adapter: Adapter, table: Params, body: Mapping[str, Any], out: 
 
     The same rules for every dialect: a null, ``{}`` or ``[]`` asks for nothing and is skipped
     (frameworks send ``logit_bias: {}`` and ``functions: []``); a field the table does not list,
-    or a value outside its ``only``, is a 400 naming it (Switchyard refuses, it never drops).
+    or a value outside its ``only`` (compared as JSON values: ``true`` is not ``1``), is a 400
+    naming it (Switchyard refuses, it never drops). One pass over the body, dict lookups only.
     """
+    get = table.get
     for key, value in body.items():
-        if value is None or (not value and isinstance(value, dict | list)):
+        if value is None or (not value and value.__class__ in _CONTAINERS):
             continue
-        p = table.get(key)
+        p = get(key)
         if p is None:
             raise adapter.unsupported(key, adapter.unlisted_why)
-        if p.only is not None and not _among(value, p.only):
-            raise adapter.unsupported(key, p.why)
-        path = p.path
-        if not path:
+        if p.only is not None:
+            for allowed in p.only:
+                if value == allowed and (value.__class__ is bool) is (allowed.__class__ is bool):
+                    break
+            else:
+                raise adapter.unsupported(key, p.why)
+        if p.to is None:
             continue
         if p.transform is not None:
             value = p.transform(value)
             if value is None:
                 continue
-        if len(path) == 1:
-            out[path[0]] = value
-        else:
-            node = out
-            for step in path[:-1]:
+        node = out
+        if p.parents is not None:
+            for step in p.parents:
                 node = node.setdefault(step, {})
-            node[path[-1]] = value
-
-
-def _among(value: Any, allowed: tuple[Any, ...]) -> bool:
-    """``value in allowed`` as JSON sees it: ``true`` is not ``1`` and ``false`` is not ``0``."""
-    return any(value == a and (value.__class__ is bool) == (a.__class__ is bool) for a in allowed)
+        node[p.leaf] = value
 
 
 def given(value: Any) -> bool:

@@ -8,7 +8,7 @@ import orjson
 
 from gateway.errors import GatewayError
 from gateway.wire.types import COMPLETIONS
-from providers.base import FinishReason, new_id, usage_dict
+from providers.base import TEXT_COMPLETION, FinishReason, new_id, usage_dict
 
 if TYPE_CHECKING:
     from providers.base import CallContext
@@ -34,7 +34,7 @@ def answer(adapter: CohereAdapter, endpoint: str, obj: dict[str, Any], ctx: Call
     usage = cohere_usage(obj.get("usage"))
     if endpoint == COMPLETIONS:
         choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
-        return _envelope(obj, ctx, "text_completion", choice, usage)
+        return _envelope(obj, ctx, TEXT_COMPLETION, choice, usage)
     msg: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
     calls = message.get("tool_calls")
     if calls:
