@@ -16,9 +16,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from providers.registry import KINDS, RESERVED_KINDS, capabilities, kinds_with
+
 DEMO_KEY = "sk-switchyard-demo"
 
-ProviderKind = Literal["openai", "azure", "fireworks", "anthropic", "gemini", "cohere", "bedrock", "mock"]
+# The kinds the provider registry knows, and the reserved ones (refused below with a clear message).
+ProviderKind = Literal[(*KINDS, *RESERVED_KINDS)]  # type: ignore[valid-type]
 OverflowBehavior = Literal["truncate", "error"]
 
 
@@ -106,14 +109,16 @@ class ProviderConfig(_Frozen):
 
     @model_validator(mode="after")
     def _needs_url(self) -> ProviderConfig:
-        if self.kind == "bedrock":
+        if self.kind in RESERVED_KINDS:
             # Reserved by the design; refusing it here beats failing at start-up.
-            raise ValueError("kind 'bedrock' is not available in this version of Switchyard")
-        if self.files and self.kind not in ("openai", "azure", "mock"):
+            raise ValueError(f"kind '{self.kind}' is not available in this version of Switchyard")
+        caps = capabilities(self.kind)  # the per-kind rules are the adapter's own facts
+        if self.files and not caps.files:
             raise ValueError(
-                f"files: true needs a provider with OpenAI's files API (openai, azure, mock), not '{self.kind}'"
+                f"files: true needs a provider with OpenAI's files API ({', '.join(kinds_with('files'))}), "
+                f"not '{self.kind}'"
             )
-        if self.kind in ("openai", "azure") and not self.base_url:
+        if caps.needs_base_url and not self.base_url:
             raise ValueError(f"kind '{self.kind}' needs a base_url")
         return self
 

@@ -18,15 +18,21 @@ and ``content_filter_results`` as they are.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
 from gateway.errors import GatewayError
-from providers.base import COMPLETIONS, CallContext, SSEEvent, StreamTranslator, Target, UpstreamRequest
-from providers.openai import PATHS, OpenAIAdapter, OpenAIStream
+from gateway.wire.types import COMPLETIONS, SSEEvent
+from providers.base import FilesAPI, StreamTranslator, auth_headers
+from providers.openai import JSON_HEADERS, PATHS, OpenAIAdapter, OpenAIStream
+
+if TYPE_CHECKING:
+    from gateway.config import ProviderConfig
+    from providers.base import CallContext, Target, UpstreamRequest
 
 # A deployment name goes into the URL path, so it must not be able to leave its segment:
 # Azure names are letters, digits, '-', '_' and '.', which this allows and nothing else.
@@ -42,6 +48,11 @@ _DELTA_KEY_RE = re.compile(rb'"delta"\s*:')
 _TEXT_KEY_RE = re.compile(rb'"text"\s*:')
 _ID_RE = re.compile(rb'^\s*\{\s*"id"\s*:\s*"((?:[^"\\]|\\.)+)"')
 _CREATED_RE = re.compile(rb'"created"\s*:\s*([1-9][0-9]*)')
+
+# Azure's own context-overflow wording (the GPT-5 input limit), beside OpenAI's.
+_OVERFLOW = re.compile(
+    r"Input tokens exceed the configured limit of (?P<w>\d+) tokens\. Your messages resulted in (?P<p>\d+) tokens"
+)
 
 
 class AzureStream(OpenAIStream):
@@ -100,8 +111,11 @@ class AzureStream(OpenAIStream):
 
 class AzureAdapter(OpenAIAdapter):
     kind = "azure"
+    capabilities = dataclasses.replace(
+        OpenAIAdapter.capabilities, overflow_wordings=(*OpenAIAdapter.capabilities.overflow_wordings, _OVERFLOW)
+    )
 
-    def __init__(self, name: str, cfg: Any) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
         super().__init__(name, cfg)
         self.base_url = _resource_endpoint(self.base_url)
         version = cfg.api_version
@@ -112,12 +126,17 @@ class AzureAdapter(OpenAIAdapter):
         self.stream_usage = not self.classic or version >= _STREAM_OPTIONS_SINCE
         self._urls = {ep: f"{self.base_url}/openai/v1{path}{query}" for ep, path in PATHS.items()}
         # Azure authenticates with `api-key`; an `authorization` the operator configured
-        # (e.g. a Microsoft Entra token) is kept, the one derived from api_key is not.
-        headers = {k: v for k, v in self._headers.items() if k != "authorization"}
-        headers.update({k.lower(): v for k, v in cfg.headers.items()})
-        if cfg.api_key is not None and cfg.api_key.get_secret_value():
-            headers["api-key"] = cfg.api_key.get_secret_value()
-        self._headers = headers
+        # (e.g. a Microsoft Entra token) is kept, and none is derived from api_key.
+        self._headers = auth_headers(cfg, "api-key", base=JSON_HEADERS)
+
+    def files_api(self) -> FilesAPI:
+        """``{endpoint}/openai/v1/files`` for the v1 API (``?api-version=preview|latest`` for those), else the
+        classic ``{endpoint}/openai/files?api-version=V``, with the ``api-key`` header
+        (https://learn.microsoft.com/en-us/rest/api/azureopenai/files/upload)."""
+        version = self.cfg.api_version
+        query = (("api-version", str(version)),) if version not in _V1_VERSIONS else ()
+        base = self.base_url + ("/openai" if self.classic else "/openai/v1")
+        return FilesAPI(base, auth_headers(self.cfg, "api-key"), query)
 
     def url_for(self, endpoint: str, target: Target) -> str:
         if not self.classic:
@@ -141,8 +160,8 @@ class AzureAdapter(OpenAIAdapter):
             else f"{self.base_url}/openai/responses{self._query}"
         )
 
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
-        req = super().build_request(endpoint, body, target, ctx)
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
+        req = super().build(endpoint, body, target, ctx)
         if req.stream and not self.stream_usage and not ctx.include_usage:
             # Usage is then estimated from the stream, as for any upstream that reports none.
             body.pop("stream_options", None)

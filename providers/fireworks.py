@@ -19,10 +19,13 @@ https://docs.fireworks.ai/api-reference/post-completions, seed 001). What differ
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, Capabilities, Target, UpstreamRequest
 from providers.openai import OpenAIAdapter
+
+if TYPE_CHECKING:
+    from gateway.config import ProviderConfig
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai/inference/v1"
 _PUBLIC_MODELS = "accounts/fireworks/models/"
@@ -35,14 +38,19 @@ def fireworks_model(name: str) -> str:
 
 class FireworksAdapter(OpenAIAdapter):
     kind = "fireworks"
-    capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}), native_overflow=True)
+    capabilities = Capabilities(
+        endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}),
+        native_overflow=True,
+        overflow_default="truncate",  # as Fireworks itself does
+        overflow_wordings=OpenAIAdapter.capabilities.overflow_wordings,
+    )
     responses_default = "translate"  # Fireworks' own Responses API differs: go through chat
 
-    def __init__(self, name: str, cfg: Any) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
         if not cfg.base_url:
             cfg = cfg.model_copy(update={"base_url": DEFAULT_BASE_URL})
         super().__init__(name, cfg)
 
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         fw_target = Target(fireworks_model(target.upstream_model), target.default_max_tokens)
-        return super().build_request(endpoint, body, fw_target, ctx)
+        return super().build(endpoint, body, fw_target, ctx)

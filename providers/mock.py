@@ -6,10 +6,14 @@ requests never leave the process; the adapter only points them there.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
-from providers.base import CallContext, Target, UpstreamRequest
+from providers.base import CallContext, FilesAPI, Target, UpstreamRequest, auth_headers
 from providers.openai import OpenAIAdapter
+
+if TYPE_CHECKING:
+    from gateway.config import ProviderConfig
 
 
 class MockAdapter(OpenAIAdapter):
@@ -17,12 +21,17 @@ class MockAdapter(OpenAIAdapter):
 
     kind = "mock"
     responses_default = "translate"  # the simulated model speaks the chat form
+    # Files go to the in-process files simulator; the simulated model has no exact tokenizer.
+    capabilities = dataclasses.replace(OpenAIAdapter.capabilities, openai_tokenizers=False, needs_base_url=False)
 
-    def __init__(self, name: str, cfg: Any) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
         super().__init__(name, cfg.model_copy(update={"base_url": "mock://" + name}))
         self._headers.pop("authorization", None)
 
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
-        req = super().build_request(endpoint, body, target, ctx)
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
+        req = super().build(endpoint, body, target, ctx)
         req.url = f"mock://{endpoint}"
         return req
+
+    def files_api(self) -> FilesAPI:
+        return FilesAPI("mock://files", auth_headers(self.cfg, None))  # simulators/files.py

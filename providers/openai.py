@@ -8,25 +8,18 @@ Stream chunks are relayed as the upstream's own bytes; only the ``model`` field 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
 from gateway.errors import GatewayError
-from providers.base import (
-    CHAT,
-    COMPLETIONS,
-    EMBEDDINGS,
-    Adapter,
-    CallContext,
-    Capabilities,
-    SSEEvent,
-    StreamTranslator,
-    Target,
-    UpstreamRequest,
-    load_json,
-)
+from gateway.wire.types import CHAT, COMPLETIONS, EMBEDDINGS, SSEEvent, UpstreamRequest
+from providers.base import Adapter, Capabilities, FilesAPI, StreamTranslator, auth_headers, load_json, try_json
+
+if TYPE_CHECKING:
+    from gateway.config import ProviderConfig
+    from providers.base import CallContext, Target
 
 PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
 
@@ -37,15 +30,31 @@ _USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
 _USAGE_NULL_RE = re.compile(rb',\s*"usage"\s*:\s*null')
 _CONTENT_RE = re.compile(rb'"(?:content|text|arguments)"\s*:\s*"(?:[^"\\]|\\.)+"')
+JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
-# Upstream status -> OpenAI error type when the upstream body gives none.
-_STATUS_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    429: "rate_limit_exceeded",
-}
+# The context-overflow 400 as OpenAI, Azure OpenAI and vLLM word it -> (window, prompt, completion)
+# (see ``Capabilities.overflow_wordings``). Wordings with "at least" (vLLM >= 0.11) or "about"
+# (OpenRouter) are not exact and not listed.
+OVERFLOW_WORDINGS = tuple(
+    re.compile(p)
+    for p in (
+        # OpenAI, Azure OpenAI, vLLM < 0.11 (chat)
+        r"maximum context length is (?P<w>\d+) tokens\. However, you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<c>\d+) in the completion\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<f>\d+) in the functions, and (?P<c>\d+) in the completion\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, your messages resulted in (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in the messages, (?P<f>\d+) in the functions\)",
+        r"maximum context length is (?P<w>\d+) tokens\. However, your messages resulted in (?P<p>\d+) tokens\.",
+        # OpenAI and Azure legacy completions
+        r"maximum context length is (?P<w>\d+) tokens, however you requested (?P<t>\d+) tokens "
+        r"\((?P<p>\d+) in your prompt; (?P<c>\d+) for the completion\)",
+        # vLLM (serving_engine.py): prompt alone, then prompt + max_tokens
+        r"maximum context length is (?P<w>\d+) tokens\. However, your request has (?P<p>\d+) input tokens\.",
+        r"is too large: (?P<c>\d+)\. This model's maximum context length is (?P<w>\d+) tokens "
+        r"and your request has (?P<p>\d+) input tokens",
+    )
+)
 
 
 class OpenAIStream(StreamTranslator):
@@ -125,16 +134,18 @@ class OpenAIStream(StreamTranslator):
 
 class OpenAIAdapter(Adapter):
     kind = "openai"
-    capabilities = Capabilities(endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}))
+    capabilities = Capabilities(
+        endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}),
+        openai_tokenizers=True,
+        overflow_wordings=OVERFLOW_WORDINGS,
+        files=True,
+        needs_base_url=True,  # any OpenAI-compatible server: there is no one default
+    )
 
-    def __init__(self, name: str, cfg: Any) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
         super().__init__(name, cfg)
         self.base_url = (cfg.base_url or "").rstrip("/")
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        headers.update({k.lower(): v for k, v in cfg.headers.items()})
-        if cfg.api_key is not None and cfg.api_key.get_secret_value():
-            headers["authorization"] = f"Bearer {cfg.api_key.get_secret_value()}"
-        self._headers = headers
+        self._headers = auth_headers(cfg, "authorization", "Bearer ", base=JSON_HEADERS)
         self._urls = {ep: self.base_url + path for ep, path in PATHS.items()}
         # The Responses API is served by OpenAI itself (and Azure); an OpenAI-compatible server
         # without it is configured ``responses: translate``.
@@ -165,9 +176,13 @@ class OpenAIAdapter(Adapter):
     def url_for(self, endpoint: str, target: Target) -> str:
         return self._urls[endpoint]
 
-    def build_request(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
-        if endpoint not in self.capabilities.endpoints:
-            raise self.endpoint_unsupported(endpoint)
+    def files_api(self) -> FilesAPI | None:
+        """``{base_url}/files`` and its siblings, with the same Bearer key."""
+        if not self.capabilities.files:
+            return None
+        return FilesAPI(self.base_url, auth_headers(self.cfg, "authorization", "Bearer "))
+
+    def build(self, endpoint: str, body: dict[str, Any], target: Target, ctx: CallContext) -> UpstreamRequest:
         body["model"] = target.upstream_model
         stream = body.get("stream") is True
         if stream:
@@ -189,26 +204,21 @@ class OpenAIAdapter(Adapter):
         return OpenAIStream(ctx)
 
     def parse_error(self, status: int, payload: bytes) -> GatewayError:
-        err: Any = None
-        try:
-            err = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            pass
+        err = try_json(payload)
         if isinstance(err, dict) and isinstance(err.get("error"), dict):
             e = err["error"]
             return self.upstream_error(
                 status,
                 str(e.get("message") or f"HTTP {status}"),
-                e.get("type") or _STATUS_TYPES.get(status),
+                e.get("type") or self.status_types.get(status),
                 _str_or_none(e.get("code")),
                 _str_or_none(e.get("param")),
             )
         if isinstance(err, dict) and isinstance(err.get("error"), str):  # vLLM/Ollama variants
-            return self.upstream_error(status, err["error"], _STATUS_TYPES.get(status))
+            return self.upstream_error(status, err["error"], self.status_types.get(status))
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return self.upstream_error(status, err["message"], _STATUS_TYPES.get(status))
-        text = payload[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
-        return self.upstream_error(status, text, _STATUS_TYPES.get(status))
+            return self.upstream_error(status, err["message"], self.status_types.get(status))
+        return self.plain_error(status, payload)
 
 
 def _str_or_none(v: Any) -> str | None:

@@ -1,6 +1,6 @@
 """A simulated Anthropic Messages API (``switchyard mock-upstream --dialect anthropic``).
 
-Written from Anthropic's documentation, not from ``providers/anthropic.py``, so the adapter is
+Written from Anthropic's documentation, not from ``providers/anthropic/``, so the adapter is
 tested against the documented shapes rather than against itself:
 https://platform.claude.com/docs/en/api/messages (request rules, the Message object),
 https://platform.claude.com/docs/en/build-with-claude/streaming (the event sequence),

@@ -1,4 +1,4 @@
-"""The simulated Gemini upstream (``MockUpstream("gemini")``), written apart from providers/gemini.py.
+"""The simulated Gemini upstream (``MockUpstream("gemini")``), written apart from providers/gemini/.
 
 It serves ``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent?alt=sse``,
 ``:embedContent`` and ``:batchEmbedContents`` in Google's shapes

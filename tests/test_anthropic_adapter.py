@@ -12,7 +12,7 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from providers.anthropic import JSON_TOOL, AnthropicAdapter
+from providers.anthropic import JSON_TOOL, AnthropicAdapter, AnthropicReply
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, Target
 
 WEATHER_SCHEMA = {
@@ -340,6 +340,24 @@ def test_parameters_anthropic_cannot_honour_are_400_naming_them(param, value):
     assert "anthropic" in err.message
 
 
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("functions", []),
+        ("function_call", {}),
+        ("modalities", []),
+        ("audio", {}),
+        ("logit_bias", {}),
+        ("top_logprobs", 0),
+    ],
+)
+def test_empty_and_neutral_values_ask_for_nothing(param, value):
+    # null, {} and [] ask for nothing on every dialect (providers.base.apply_params), as on Gemini and
+    # Cohere: frameworks send functions: [] and logit_bias: {} by default. top_logprobs 0 is the default.
+    out = build(chat([{"role": "user", "content": "x"}], **{param: value}))
+    assert param not in out and set(out) == {"model", "max_tokens", "messages"}
+
+
 def test_response_format_json_schema_uses_structured_outputs():
     # https://platform.claude.com/docs/en/build-with-claude/structured-outputs (output_config.format)
     schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
@@ -355,7 +373,7 @@ def test_response_format_json_object_forces_the_json_tool():
     out = orjson.loads(adapter().build_request(CHAT, body, Target("c"), ctx).body)
     assert out["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
     assert [t["name"] for t in out["tools"]] == [JSON_TOOL]
-    assert ctx.extra["json_tool"] is True
+    assert ctx.reply.json_tool is True
     tools = [{"type": "function", "function": {"name": "f"}}]
     assert refused({**body, "tools": tools}).param == "response_format"
 
@@ -537,7 +555,7 @@ def test_stop_reasons(stop_reason, finish):
 
 
 def test_json_tool_answer_becomes_the_content():
-    ctx = CallContext("m", extra={"json_tool": True})
+    ctx = CallContext("m", reply=AnthropicReply(json_tool=True))
     block = {"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL, "input": {"answer": 42}}
     out = parse({"id": "m", "type": "message", "content": [block], "stop_reason": "tool_use"}, ctx=ctx)
     assert out["choices"][0]["message"] == {"role": "assistant", "content": '{"answer":42}', "refusal": None}

@@ -15,7 +15,7 @@ import pytest
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
 from gateway.wire.sse import SSEParser
-from providers.anthropic import JSON_TOOL, AnthropicAdapter
+from providers.anthropic import JSON_TOOL, AnthropicAdapter, AnthropicReply
 from providers.base import CHAT, COMPLETIONS, CallContext, SSEEvent
 
 # https://platform.claude.com/docs/en/build-with-claude/streaming ("Basic streaming request")
@@ -179,7 +179,9 @@ data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overlo
 
 def translator(endpoint: str = CHAT, include_usage: bool = True, **extra: Any):
     a = AnthropicAdapter("anthropic", ProviderConfig(kind="anthropic", api_key="k"))
-    ctx = CallContext("anthropic/claude-sonnet-4-5", include_usage=include_usage, created=11, extra=extra)
+    ctx = CallContext(
+        "anthropic/claude-sonnet-4-5", include_usage=include_usage, created=11, reply=AnthropicReply(**extra)
+    )
     return a.stream_translator(endpoint, ctx)
 
 

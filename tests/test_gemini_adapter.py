@@ -16,7 +16,7 @@ import pytest
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, Target
-from providers.gemini import GeminiAdapter
+from providers.gemini import GeminiAdapter, GeminiReply
 
 KEY = "AIza-test-key-123"
 
@@ -36,7 +36,7 @@ def chat(messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 
 def parse(payload: dict[str, Any], endpoint: str = CHAT, **extra: Any) -> dict[str, Any]:
-    ctx = CallContext(client_model="gemini/gemini-2.0-flash", created=1700000000, extra=extra)
+    ctx = CallContext(client_model="gemini/gemini-2.0-flash", created=1700000000, reply=GeminiReply(**extra))
     return adapter().parse_response(endpoint, orjson.dumps(payload), ctx)
 
 
@@ -459,7 +459,7 @@ def test_remaining_generation_fields():
         "responseLogprobs": True,
         "logprobs": 3,
     }
-    assert ctx.extra["n"] == 2
+    assert ctx.reply.n == 2
 
 
 @pytest.mark.parametrize(
@@ -789,7 +789,7 @@ def test_golden_embed_requests():
             for q in questions
         ]
     }
-    assert ctx.extra["count"] == 3
+    assert ctx.reply.inputs == 3
 
 
 def test_embedding_token_inputs_and_unknown_fields_are_refused():

@@ -200,7 +200,7 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
                 result = await _call_json(c, dep, ureq, native_api)
         except GatewayError as e:
             state.accountant.upstream_error(dep.provider, e.reason)  # once per failed attempt
-            if e.status == 400 and (nums := parse_overflow(e.message)):
+            if e.status == 400 and (nums := parse_overflow(e.message, adapter)):
                 window, prompt, completion = nums
                 budget = budget_of(fitted_body)
                 if behaviour == "truncate" and not corrected and budget is not None and window - prompt >= 1:
@@ -243,7 +243,7 @@ async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> d
         result = dep.adapter.parse_response(c.endpoint.form, data, c.call)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise dep.adapter.bad_response(f"unexpected shape ({type(e).__name__})") from None
-    if not c.ctx.take_usage(result.get("usage")) or c.call.extra.get("usage_estimated"):
+    if not c.ctx.take_usage(result.get("usage")) or c.call.usage_estimated:
         c.ctx.estimated = True
     return result
 

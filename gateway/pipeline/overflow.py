@@ -13,6 +13,7 @@ goes upstream, whose own overflow error ``parse_overflow`` can read.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.errors import GatewayError
 from gateway.pipeline.tokens import Bounds, Encoder, encoding, is_loaded, measure_chat, measure_text, tokenizer_for
+from providers.base import overflow_numbers
+from providers.registry import KINDS, capabilities
 
 if TYPE_CHECKING:
     from gateway.pipeline.routing import ModelFacts
+    from providers.base import Adapter
 
 PARAM = "context_length_exceeded_behavior"
 CHAT = "chat"
@@ -250,52 +254,19 @@ def overflow_error(endpoint: str, window: int, prompt: int, completion: int | No
     return GatewayError(400, message, type="invalid_request_error", param=param, code="context_length_exceeded")
 
 
-# Upstream overflow wordings -> (window, prompt tokens, requested completion); the named groups
-# w/p/c, plus t (a stated total) and f (function tokens) that are checked or folded in.
-# Wordings with "at least" (vLLM >= 0.11) or "about" (OpenRouter) are not exact and not listed.
-_OVERFLOW = [
-    re.compile(p)
-    for p in (
-        # OpenAI, Azure OpenAI, vLLM < 0.11 (chat)
-        r"maximum context length is (?P<w>\d+) tokens\. However, you requested (?P<t>\d+) tokens "
-        r"\((?P<p>\d+) in the messages, (?P<c>\d+) in the completion\)",
-        r"maximum context length is (?P<w>\d+) tokens\. However, you requested (?P<t>\d+) tokens "
-        r"\((?P<p>\d+) in the messages, (?P<f>\d+) in the functions, and (?P<c>\d+) in the completion\)",
-        r"maximum context length is (?P<w>\d+) tokens\. However, your messages resulted in (?P<t>\d+) tokens "
-        r"\((?P<p>\d+) in the messages, (?P<f>\d+) in the functions\)",
-        r"maximum context length is (?P<w>\d+) tokens\. However, your messages resulted in (?P<p>\d+) tokens\.",
-        # OpenAI and Azure legacy completions
-        r"maximum context length is (?P<w>\d+) tokens, however you requested (?P<t>\d+) tokens "
-        r"\((?P<p>\d+) in your prompt; (?P<c>\d+) for the completion\)",
-        # vLLM (serving_engine.py): prompt alone, then prompt + max_tokens
-        r"maximum context length is (?P<w>\d+) tokens\. However, your request has (?P<p>\d+) input tokens\.",
-        r"is too large: (?P<c>\d+)\. This model's maximum context length is (?P<w>\d+) tokens "
-        r"and your request has (?P<p>\d+) input tokens",
-        # Azure OpenAI (GPT-5 input limit)
-        r"Input tokens exceed the configured limit of (?P<w>\d+) tokens\. Your messages resulted in (?P<p>\d+) tokens",
-        # Anthropic
-        r"prompt is too long: (?P<p>\d+) tokens > (?P<w>\d+) maximum",
-        r"input length and `max_tokens` exceed context limit: (?P<p>\d+) \+ (?P<c>\d+) > (?P<w>\d+)",
-        # Gemini
-        r"input token count \((?P<p>\d+)\) exceeds the maximum number of tokens allowed \((?P<w>\d+)\)",
-    )
-]
-
-
-def parse_overflow(message: str) -> tuple[int, int, int] | None:
+def parse_overflow(message: str, adapter: Adapter | None = None) -> tuple[int, int, int] | None:
     """(window, prompt tokens, requested completion) from an upstream's overflow message.
 
     The completion is 0 when the message names none. None when the message is not a known
-    wording or its numbers are not exact (or do not add up).
+    wording or its numbers are not exact (or do not add up). The wordings are the providers'
+    own (``Capabilities.overflow_wordings``): ``adapter``'s when given, else every kind's.
     """
-    for rx in _OVERFLOW:
-        m = rx.search(message)
-        if m is None:
-            continue
-        g = {k: int(v) for k, v in m.groupdict().items() if v is not None}
-        prompt = g["p"] + g.get("f", 0)
-        completion = g.get("c", 0)
-        if "t" in g and g["t"] != prompt + completion:
-            return None
-        return g["w"], prompt, completion
-    return None
+    if adapter is not None:
+        return adapter.parse_overflow(message)
+    return overflow_numbers(_all_wordings(), message)
+
+
+@functools.cache
+def _all_wordings() -> tuple[re.Pattern[str], ...]:
+    """Every registered kind's overflow wordings, once each, in registry order (built on first use)."""
+    return tuple(dict.fromkeys(w for kind in KINDS for w in capabilities(kind).overflow_wordings))

@@ -43,12 +43,12 @@ class Route:
     least_in_flight: bool = False
 
 
-def _overflow(model: ModelConfig | None, provider: ProviderConfig) -> str:
+def _overflow(model: ModelConfig | None, provider: ProviderConfig, adapter: Adapter) -> str:
     if model is not None and model.context_length_exceeded_behavior:
         return model.context_length_exceeded_behavior
     if provider.context_length_exceeded_behavior:
         return provider.context_length_exceeded_behavior
-    return "truncate" if provider.kind == "fireworks" else "error"
+    return adapter.capabilities.overflow_default
 
 
 class Router:
@@ -70,7 +70,7 @@ class Router:
             context_window=f.context_window if f else None,
             max_output_tokens=f.max_output_tokens if f else None,
             tokenizer=tokenizer_for(upstream, pcfg.kind, f.tokenizer if f else None),
-            overflow=_overflow(f, pcfg),
+            overflow=_overflow(f, pcfg, self.adapters[provider]),
         )
         target = Target(
             upstream_model=upstream, default_max_tokens=(f.default_max_tokens or f.max_output_tokens) if f else None

@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import orjson
 import tiktoken  # importing tiktoken loads no encoding
 
+from providers.registry import capabilities
+
 
 class Encoder(Protocol):
     """What counting needs: ``tiktoken.Encoding`` or the HF adapter below."""
@@ -194,12 +196,13 @@ _MODEL_PREFIXES = (
 def tokenizer_for(upstream_model: str, kind: str, configured: str | None) -> str | None:
     """The exact tokenizer for a deployment, or None when only estimates are possible.
 
-    A configured tokenizer wins; OpenAI and Azure model names map to their encoding (the part
-    after the last ``/`` is matched, so ``openai/gpt-4o`` works too); everything else is None.
+    A configured tokenizer wins; OpenAI model names served by a kind whose ``Capabilities`` say
+    ``openai_tokenizers`` (OpenAI, Azure) map to their encoding (the part after the last ``/``
+    is matched, so ``openai/gpt-4o`` works too); everything else is None.
     """
     if configured:
         return configured
-    if kind not in ("openai", "azure"):
+    if not capabilities(kind).openai_tokenizers:
         return None
     name = upstream_model.rsplit("/", 1)[-1].lower()
     for prefixes, enc in _MODEL_PREFIXES:

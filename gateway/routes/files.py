@@ -86,7 +86,8 @@ from gateway.wire.asgi import (
     read_body,
     too_large,
 )
-from providers.base import UpstreamRequest, load_json
+from providers.base import Adapter, UpstreamRequest, load_json
+from providers.registry import make_adapter
 
 if TYPE_CHECKING:
     from gateway.pipeline.auth import Principal
@@ -98,7 +99,6 @@ JOBS = "/v1/fine_tuning/jobs"
 BATCHES = "/v1/batches"
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision")  # seed 004
-SUPPORTED_KINDS = frozenset({"openai", "azure", "mock"})
 MAX_SCAN_PAGES = 10  # upstream pages one filtered list call may read
 SCAN_PAGE = 100  # objects per upstream page when filtering jobs and batches (the batches API's maximum)
 HEAD_MAX = 1024 * 1024  # upload bytes held back while looking for `purpose`
@@ -106,8 +106,6 @@ MAX_FIELD = 64 * 1024  # a small form field's value (purpose...) kept by the sca
 MAX_PART_HEADERS = 16 * 1024
 SUFFIX_MAX = 64
 SEED_MAX = 2147483647
-_AZURE_V1 = (None, "", "v1")
-_AZURE_V1_QUERY = ("preview", "latest")
 
 Rewrite = Callable[[dict[str, Any], str], list[str]]
 
@@ -298,35 +296,22 @@ class Upload:
 
 # -- where a provider's files API lives ------------------------------------------------------------
 class FilesTarget:
-    """The URL and credentials of one provider's files, fine-tuning and batch APIs.
+    """The URL and credentials of one provider's files, fine-tuning and batch APIs, as its adapter's
+    ``files_api()`` gives them; a 400 for a provider that has none."""
 
-    OpenAI kind: ``{base_url}/files`` with Bearer auth. Azure: ``{endpoint}/openai/v1/files`` for
-    ``api_version`` unset or ``v1`` (``?api-version=preview|latest`` for those), else the classic
-    ``{endpoint}/openai/files?api-version=V``, with the ``api-key`` header
-    (https://learn.microsoft.com/en-us/rest/api/azureopenai/files/upload).
-    """
-
-    def __init__(self, name: str, cfg: ProviderConfig) -> None:
+    def __init__(self, name: str, cfg: ProviderConfig, adapter: Adapter | None = None) -> None:
         self.name = name
         self.cfg = cfg
-        key = cfg.api_key.get_secret_value() if cfg.api_key is not None else ""
-        self._headers = {k.lower(): v for k, v in cfg.headers.items()}
-        self._query: list[tuple[str, str]] = []
-        base = (cfg.base_url or "").rstrip("/")
-        if cfg.kind == "azure":
-            for suffix in ("/openai/v1", "/openai"):
-                base = base.removesuffix(suffix)
-            version = cfg.api_version
-            base += "/openai/v1" if version in _AZURE_V1 or version in _AZURE_V1_QUERY else "/openai"
-            if version not in _AZURE_V1:
-                self._query.append(("api-version", str(version)))
-            if key:
-                self._headers["api-key"] = key
-        elif cfg.kind == "mock":
-            base = "mock://files"  # the in-process simulator (simulators/files.py)
-        elif key:
-            self._headers["authorization"] = f"Bearer {key}"
-        self.base = base
+        api = (adapter or make_adapter(name, cfg)).files_api()
+        if api is None:
+            raise GatewayError(
+                400,
+                f"Provider '{name}' ({cfg.kind}) does not support the files, fine-tuning and batch APIs.",
+                code="unsupported_endpoint",
+            )
+        self.base = api.base
+        self._headers = dict(api.headers)
+        self._query = list(api.query)
 
     def url(self, path: str, params: list[tuple[str, str]] | None = None) -> str:
         query = [*(params or ()), *self._query]
@@ -443,13 +428,7 @@ class FilesAPI:
         t = self._targets.get(provider)
         if t is None:
             cfg = state.config.providers[provider]
-            if cfg.kind not in SUPPORTED_KINDS:
-                raise GatewayError(
-                    400,
-                    f"Provider '{provider}' ({cfg.kind}) does not support the files, fine-tuning and batch APIs.",
-                    code="unsupported_endpoint",
-                )
-            t = self._targets[provider] = FilesTarget(provider, cfg)
+            t = self._targets[provider] = FilesTarget(provider, cfg, state.router.adapters[provider])
         call.provider = provider
         return t
 
