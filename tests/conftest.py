@@ -12,7 +12,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import parse_config
 from simulators.server import MockUpstream
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 
 CLIENT_KEY = "sk-test-client-key-1"
 OTHER_KEY = "sk-test-client-key-2"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 KEY = "sk-access-log-client-key"
 SECRET_PROMPT = "the launch code is swordfish"

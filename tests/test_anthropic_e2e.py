@@ -11,7 +11,7 @@ import pytest
 
 from simulators.server import MockUpstream
 from tests.conftest import CLIENT_KEY, base_config
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 
 PROVIDER_KEY = "sk-ant-test"
 MODEL = "anthropic/claude-sonnet-4-5"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.pipeline import overflow as context
 from gateway.errors import GatewayError
+from gateway.pipeline import overflow as context
 from gateway.pipeline.overflow import PARAM, Fit, fit, fit_async, overflow_error, parse_overflow
 from gateway.pipeline.routing import ModelFacts
 from gateway.pipeline.tokens import count_chat, count_text, encoding, estimate_lower, estimate_upper

@@ -11,7 +11,7 @@ import pytest
 
 from simulators.faults import FaultUpstream
 from tests.conftest import CLIENT_KEY, base_config
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 
 H = {"authorization": f"Bearer {CLIENT_KEY}"}
 WORDS = "one two three four five six seven eight nine ten"  # 10 words; o200k: 10 tokens

@@ -32,7 +32,7 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.config import default_config, load_config
-from tests.servers import ServerThread, free_port
+from tests.support.servers import ServerThread, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

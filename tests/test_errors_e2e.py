@@ -12,7 +12,7 @@ import pytest
 
 from simulators.faults import FaultUpstream
 from tests.conftest import CLIENT_KEY, OTHER_KEY, base_config
-from tests.servers import ServerThread, free_port
+from tests.support.servers import ServerThread, free_port
 
 H = {"authorization": f"Bearer {CLIENT_KEY}"}
 

@@ -1,6 +1,6 @@
 """Files, fine-tuning jobs and batches through the running gateway, driven with the official OpenAI SDK.
 
-The upstream is tests/files_upstream.py (aiohttp's server and multipart parser, OpenAI's and
+The upstream is tests/support/files_upstream.py (aiohttp's server and multipart parser, OpenAI's and
 Azure's object shapes). Covered: the upload streamed through (the very bytes, the provider's
 credential, memory flat for a large file in a separate gateway process), list/retrieve/content/
 delete, the job and batch lifecycles, ids that route by themselves, ownership between keys (404,
@@ -34,8 +34,8 @@ from gateway.config import parse_config
 from gateway.pipeline.routing import Router
 from gateway.routes.objects import BATCH, FILE, JOB, decode_id, encode_id
 from tests.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, REDIS_URL, UPSTREAM_KEY, base_config
-from tests.files_upstream import FilesUpstream
-from tests.servers import ServerThread, free_port
+from tests.support.files_upstream import FilesUpstream
+from tests.support.servers import ServerThread, free_port
 
 Factory = Callable[[dict[str, Any]], ServerThread]
 AZURE_KEY = "az-upstream-key"

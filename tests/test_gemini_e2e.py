@@ -16,7 +16,7 @@ import pytest
 
 from simulators.server import MockUpstream
 from tests.conftest import CLIENT_KEY, UPSTREAM_KEY, base_config
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from simulators.server import MockUpstream
-from tests.servers import ServerThread, free_port
+from tests.support.servers import ServerThread, free_port
 
 KEY = "sk-life-1"
 NEW_KEY = "sk-life-2"

@@ -18,7 +18,7 @@ import redis
 
 from gateway.pipeline.state import State
 from tests.conftest import REDIS_URL
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITED_KEY = "sk-e2e-limited"

@@ -9,7 +9,7 @@ import pytest
 
 from simulators.server import MockUpstream
 from tests.conftest import CLIENT_KEY, OTHER_KEY, base_config
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 
 TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
 

@@ -17,7 +17,7 @@ from gateway.pipeline.generation import _backoff
 from gateway.pipeline.routing import Router
 from simulators.faults import FaultUpstream
 from tests.conftest import CLIENT_KEY, base_config
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 
 H = {"authorization": f"Bearer {CLIENT_KEY}"}
 

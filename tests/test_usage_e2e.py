@@ -25,7 +25,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, REDIS_URL, base_config
-from tests.servers import ServerThread, free_port
+from tests.support.servers import ServerThread, free_port
 from tests.test_usage_redis import (
     RedisProcess,
     SilentListener,

@@ -26,7 +26,7 @@ from gateway.accounting.usage.redis_store import GUARD_TTL, LOG_FIELDS, RedisSto
 from gateway.config import UsageConfig
 from gateway.errors import GatewayError
 from tests.conftest import REDIS_URL
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 

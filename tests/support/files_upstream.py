@@ -1,5 +1,10 @@
 """A recording upstream for the files, fine-tuning and batch routes, in OpenAI's and Azure's shapes.
 
+It is an independent oracle, on purpose: written for the tests from OpenAI's and Azure's API
+references, sharing no code with the gateway or with ``simulators/files.py`` (the simulator that
+`switchyard mock-upstream` ships), so a misreading of the API copied into both would not pass
+unnoticed. Keep it separate rather than merging it with the simulator.
+
 It runs on aiohttp's own web server in a background thread, so the multipart bodies the gateway
 forwards are parsed by an implementation independent of the gateway's scanner (aiohttp's
 streaming MultipartReader); the file part is hashed and spooled to disk, never held in memory.
@@ -27,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 PREFIXES = ("/v1", "/openai", "/openai/v1")
 CHUNK = 64 * 1024
