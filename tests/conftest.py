@@ -1,10 +1,15 @@
-"""Shared fixtures: a simulated upstream and the real gateway, each under uvicorn on loopback."""
+"""Shared fixtures: a simulated upstream and the real gateway, each under uvicorn on loopback.
+
+Also marks every test by its folder: ``tests/e2e/`` ``e2e``, ``tests/deploy/`` ``deploy`` (so
+``-m "not e2e and not deploy"`` or simply ``pytest tests/unit`` is the quick loop).
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +25,16 @@ ADMIN_KEY = "sk-test-admin-key"
 UPSTREAM_KEY = "sk-upstream-secret-xyz"
 
 REDIS_URL = os.environ.get("SWITCHYARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+MARKED_FOLDERS = {"e2e": pytest.mark.e2e, "deploy": pytest.mark.deploy}  # tests/<folder>/ -> marker
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(here).parts[0] if item.path.is_relative_to(here) else None
+        if folder in MARKED_FOLDERS:
+            item.add_marker(MARKED_FOLDERS[folder])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,7 @@ from bench.procs import cpu_seconds, rss_mb, tree
 from bench.report import Row, add_deltas, render_goals, render_rows
 from bench.scenarios import BY_NAME, body, prose
 from bench.upstream import parse_spec
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 WRK_OUT = """Running 1s test @ http://127.0.0.1:1/v1/chat/completions
   1 threads and 32 connections

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from gateway.accounting.metrics import EXPORTED
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "switchyard.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 

@@ -17,12 +17,10 @@ import importlib.util
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +30,10 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.config import default_config, load_config
+from tests.support import ROOT, dockerfile
+from tests.support.dockerfile import Stage, ignore_patterns, ignored, parse_dockerfile
 from tests.support.servers import ServerThread, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -141,61 +140,6 @@ def _sync_module() -> Any:
 # -- Dockerfile parsing --------------------------------------------------------------------------------
 
 
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-    def all(self, op: str) -> list[str]:
-        return [arg for o, arg in self.instructions if o == op]
-
-    def env(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for arg in self.all("ENV"):
-            for pair in shlex.split(arg):
-                key, _, value = pair.partition("=")
-                out[key] = value
-        return out
-
-
-def _logical_lines(text: str) -> list[str]:
-    """Instructions with line continuations joined; comment lines dropped (also inside a continuation)."""
-    lines: list[str] = []
-    buf = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1].strip() + " "
-            continue
-        lines.append(buf + line)
-        buf = ""
-    assert not buf, "Dockerfile ends inside a line continuation"
-    return lines
-
-
-def parse_dockerfile(text: str) -> list[Stage]:
-    args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for line in _logical_lines(text):
-        op, _, rest = line.partition(" ")
-        op, rest = op.upper(), rest.strip()
-        if op == "ARG" and not stages:
-            key, _, default = rest.partition("=")
-            args[key] = default
-        elif op == "FROM":
-            words = rest.split()
-            base = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), ""), words[0])
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(base, name))
-        else:
-            assert stages, f"{op} before the first FROM"
-            stages[-1].instructions.append((op, rest))
-    return stages
-
-
 def _stages() -> list[Stage]:
     return parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
 
@@ -224,63 +168,9 @@ def _healthcheck_command() -> list[str]:
 # -- .dockerignore: the build context ------------------------------------------------------------------
 
 
-def _ignore_patterns(text: str) -> list[tuple[bool, str, re.Pattern[str]]]:
-    """(negated, source, regex) per pattern, translated the way Docker's patternmatcher reads them."""
-    out = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negated = line.startswith("!")
-        pattern = line.lstrip("!").strip().strip("/")
-        rx = ""
-        i = 0
-        while i < len(pattern):
-            if pattern.startswith("**/", i):
-                rx, i = rx + "(?:.*/)?", i + 3
-            elif pattern.startswith("**", i):
-                rx, i = rx + ".*", i + 2
-            elif pattern[i] == "*":
-                rx, i = rx + "[^/]*", i + 1
-            elif pattern[i] == "?":
-                rx, i = rx + "[^/]", i + 1
-            elif pattern[i] == "[":
-                end = pattern.index("]", i)
-                rx, i = rx + pattern[i : end + 1], end + 1
-            else:
-                rx, i = rx + re.escape(pattern[i]), i + 1
-        out.append((negated, pattern, re.compile(rx)))
-    return out
-
-
-def _ignored(rel: str, patterns: list[tuple[bool, str, re.Pattern[str]]]) -> bool:
-    # A pattern matches a path or any of its parent directories; the last matching pattern decides.
-    parts = rel.split("/")
-    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    ignored = False
-    for negated, _, rx in patterns:
-        if any(rx.fullmatch(p) for p in prefixes):
-            ignored = not negated
-    return ignored
-
-
 def build_context() -> list[str]:
     """The files `docker build -f deploy/Dockerfile .` sends from the repository root."""
-    patterns = _ignore_patterns((DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8"))
-    reincludes = [src for negated, src, _ in patterns if negated]
-    files: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(ROOT):
-        rel_dir = Path(dirpath).relative_to(ROOT).as_posix()
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        # Skip walking ignored folders (.venv, .git) that no `!pattern` can reach into.
-        dirnames[:] = [
-            d
-            for d in dirnames
-            if not _ignored(rel_dir + d, patterns)
-            or any(src.startswith(f"{rel_dir}{d}/") or src.startswith("**") for src in reincludes)
-        ]
-        files.extend(rel_dir + f for f in filenames if not _ignored(rel_dir + f, patterns))
-    return sorted(files)
+    return dockerfile.build_context(ROOT, DEPLOY / "Dockerfile.dockerignore")
 
 
 # ======================================================================================================
@@ -851,11 +741,11 @@ def test_build_context_is_the_package_and_nothing_else() -> None:
 
 
 def test_ignore_matcher_follows_docker_rules() -> None:
-    pats = _ignore_patterns("*\n!gateway\n**/__pycache__\n*.md\n!README.md\n")
-    assert _ignored(".venv/bin/python", pats)
-    assert not _ignored("gateway/app.py", pats)
-    assert _ignored("gateway/__pycache__/app.cpython-311.pyc", pats)
-    assert not _ignored("README.md", pats) and _ignored("NOTES.md", pats)
+    pats = ignore_patterns("*\n!gateway\n**/__pycache__\n*.md\n!README.md\n")
+    assert ignored(".venv/bin/python", pats)
+    assert not ignored("gateway/app.py", pats)
+    assert ignored("gateway/__pycache__/app.cpython-311.pyc", pats)
+    assert not ignored("README.md", pats) and ignored("NOTES.md", pats)
 
 
 _OFFLINE = re.compile(
