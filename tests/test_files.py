@@ -44,7 +44,7 @@ from gateway.routes.objects import (
     rewrite_job,
 )
 from gateway.wire.asgi import ClientGone
-from tests.conftest import REDIS_URL
+from tests.support.redis import REDIS_URL
 
 PROVIDERS = {"openai", "my-open-ai", "azure.eu_1"}
 

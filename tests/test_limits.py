@@ -29,9 +29,9 @@ from gateway.config import Limits
 from gateway.errors import GatewayError
 from gateway.pipeline import limits as limits_mod
 from gateway.pipeline.limits import EMPTY, Admission, Limiter, format_duration, retry_after
-from tests.conftest import REDIS_URL
+from tests.e2e.conftest import cluster  # noqa: F401  (a real 3-node Redis Cluster fixture)
+from tests.support.redis import REDIS_URL
 from tests.support.servers import free_port
-from tests.test_usage_redis import cluster  # noqa: F401  (a real 3-node Redis Cluster fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ["memory", "redis"]

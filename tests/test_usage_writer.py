@@ -16,17 +16,9 @@ import redis
 
 from gateway.accounting.usage.record import UsageRecord
 from gateway.accounting.usage.writer import UsageWriter
-from tests.conftest import REDIS_URL
-from tests.test_usage_redis import (
-    DAY,
-    RedisProcess,
-    ReplyDropProxy,
-    SilentListener,
-    log_entries,
-    make_record,
-    shared_redis,  # noqa: F401  (a fixture)
-    store_for,
-)
+from tests.e2e.conftest import shared_redis  # noqa: F401  (a fixture)
+from tests.support.redis import REDIS_URL, RedisProcess, ReplyDropProxy, SilentListener, log_entries, store_for
+from tests.support.usage import DAY, make_record
 
 
 class FakeStore:

@@ -17,10 +17,10 @@ import pytest
 import redis
 
 from gateway.pipeline.state import State
-from tests.conftest import REDIS_URL
+from tests.support import ROOT
+from tests.support.redis import REDIS_URL
 from tests.support.servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 LIMITED_KEY = "sk-e2e-limited"
 STREAM_KEY = "sk-e2e-stream"
 FREE_KEY = "sk-e2e-free"

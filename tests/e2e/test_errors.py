@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from simulators.faults import FaultUpstream
-from tests.conftest import CLIENT_KEY, OTHER_KEY, base_config
+from tests.e2e.conftest import CLIENT_KEY, OTHER_KEY, base_config
 from tests.support.servers import ServerThread, free_port
 
 H = {"authorization": f"Bearer {CLIENT_KEY}"}

@@ -33,8 +33,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.config import parse_config
 from gateway.pipeline.routing import Router
 from gateway.routes.objects import BATCH, FILE, JOB, decode_id, encode_id
-from tests.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, REDIS_URL, UPSTREAM_KEY, base_config
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, UPSTREAM_KEY, base_config
 from tests.support.files_upstream import FilesUpstream
+from tests.support.redis import REDIS_URL
 from tests.support.servers import ServerThread, free_port
 
 Factory = Callable[[dict[str, Any]], ServerThread]

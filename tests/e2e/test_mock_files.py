@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from simulators.server import MockUpstream
-from tests.conftest import CLIENT_KEY, OTHER_KEY, base_config
+from tests.e2e.conftest import CLIENT_KEY, OTHER_KEY, base_config
 from tests.support.servers import ServerThread
 
 TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from simulators.server import MockUpstream
-from tests.conftest import CLIENT_KEY, base_config
+from tests.e2e.conftest import CLIENT_KEY, base_config
 from tests.support.servers import ServerThread
 
 PROVIDER_KEY = "sk-ant-test"

@@ -19,7 +19,7 @@ import pytest
 from gateway.wire.asgi import answer_lifespan, read_body
 from simulators.model import embed
 from simulators.server import MAX_SIMULATED_BODY, MockUpstream
-from tests.conftest import CLIENT_KEY, UPSTREAM_KEY, base_config
+from tests.e2e.conftest import CLIENT_KEY, UPSTREAM_KEY, base_config
 from tests.support.servers import ServerThread
 
 Factory = Callable[[dict[str, Any]], ServerThread]

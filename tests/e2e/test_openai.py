@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, UPSTREAM_KEY
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, UPSTREAM_KEY
 
 
 def client(gw, key: str = CLIENT_KEY) -> openai.OpenAI:

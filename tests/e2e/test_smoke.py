@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.conftest import CLIENT_KEY
+from tests.e2e.conftest import CLIENT_KEY
 
 
 def test_readme_calls(gateway):

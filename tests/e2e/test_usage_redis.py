@@ -2,20 +2,14 @@
 
 Tests that stop or break Redis run their own ``redis-server`` (``RedisProcess``) or a fake one
 (``SilentListener``, ``ReplyDropProxy``); the shared server only ever sees this test's prefix.
-The helpers here are shared with test_usage_writer.py and test_usage_e2e.py.
+The helpers are in tests/support/redis.py and tests/support/usage.py; ``shared_redis`` and ``cluster``
+are fixtures of tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
-import socket
-import subprocess
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,228 +17,12 @@ import redis
 
 from gateway.accounting.usage.record import UsageRecord
 from gateway.accounting.usage.redis_store import GUARD_TTL, LOG_FIELDS, RedisStore, guard_key
-from gateway.config import UsageConfig
 from gateway.errors import GatewayError
-from tests.conftest import REDIS_URL
+from tests.support.redis import REDIS_URL, RedisProcess, ReplyDropProxy, log_entries, store_for
 from tests.support.servers import free_port
+from tests.support.usage import DAY, DAY_TS, make_record
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
-
-DAY_TS = 1_750_000_000.0  # 2025-06-15 UTC
-DAY = "20250615"
-
-
-# -- helpers shared by the usage tests ----------------------------------------------------------
-def make_record(
-    n: int = 0,
-    key: str = "team-a",
-    model: str = "mock/echo",
-    status: int = 200,
-    stream: bool = False,
-    prompt: int = 3,
-    completion: int = 5,
-    ts: float = DAY_TS,
-    **kw: Any,
-) -> UsageRecord:
-    return UsageRecord(
-        id=f"req_{n}",
-        key=key,
-        model=model,
-        provider=model.split("/", 1)[0] if "/" in model else "",
-        endpoint="/v1/chat/completions",
-        status=status,
-        stream=stream,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        latency_ms=12.34,
-        ttft_ms=4.5 if stream else None,
-        ts=ts,
-        **kw,
-    )
-
-
-def wait_until(cond: Any, timeout: float = 10.0, step: float = 0.02) -> bool:
-    """Poll ``cond`` (bounded); True once it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return bool(cond())
-
-
-def delete_prefix(r: redis.Redis, prefix: str) -> None:
-    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        r.delete(*keys)
-
-
-class RedisProcess:
-    """A private ``redis-server`` on a loopback port: these tests may stop and restart it."""
-
-    def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
-        self.port = port or free_port()
-        self.workdir = workdir
-        self.extra = extra
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisProcess:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(
-            [*args, *self.extra], cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            if not wait_until(lambda: _pings(client), timeout=5):
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
-        finally:
-            client.close()
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=2)
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free too (and still a valid port)."""
-    for _ in range(200):
-        port = free_port()
-        if port + 10_000 > 65_535:
-            port = random.randrange(20_000, 45_000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10_000))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair for a cluster node")
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-class _Listener:
-    """A loopback TCP listener whose accepted connections ``_on_connection`` handles (in a thread)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._socks.append(conn)
-            self._on_connection(conn)
-
-    def _on_connection(self, conn: socket.socket) -> None:
-        raise NotImplementedError
-
-    def _spawn(self, target: Any, *args: Any) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(t)
-        t.start()
-
-    def __enter__(self) -> Any:
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
-        for s in self._socks:
-            s.close()
-        self.sock.close()
-
-
-class SilentListener(_Listener):
-    """Accepts TCP connections and never answers: a hung Redis."""
-
-    def _on_connection(self, conn: socket.socket) -> None:
-        pass  # held open, never read, never answered
-
-
-class ReplyDropProxy(_Listener):
-    """A TCP proxy to Redis that, while ``swallow`` is set, forwards commands but drops the replies.
-
-    That is exactly "Redis applied the write, the client timed out": the case idempotency is for.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        super().__init__()
-        self.upstream_port = upstream_port
-        self.swallow = False
-
-    def _on_connection(self, conn: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
-        self._socks.append(upstream)
-        for s in (conn, upstream):
-            s.settimeout(0.1)
-        self._spawn(self._pump, conn, upstream, False)
-        self._spawn(self._pump, upstream, conn, True)
-
-    def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
-        while not self._stop.is_set():
-            try:
-                data = src.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            if replies and self.swallow:
-                continue
-            try:
-                dst.sendall(data)
-            except OSError:
-                return
-
-
-@pytest.fixture
-def shared_redis(redis_prefix: str) -> Iterator[redis.Redis]:
-    """A client of the shared test Redis; this test's keys are deleted afterwards."""
-    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        r.ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    yield r
-    delete_prefix(r, redis_prefix)
-    r.close()
-
-
-def store_for(url: str, prefix: str, **kw: Any) -> RedisStore:
-    cfg = UsageConfig(redis_url=url, prefix=prefix, log_max_len=kw.pop("log_max_len", 1000))
-    return RedisStore(cfg, **kw)
 
 
 async def write(store: RedisStore, batch_id: str, records: list[UsageRecord]) -> None:
@@ -252,10 +30,6 @@ async def write(store: RedisStore, batch_id: str, records: list[UsageRecord]) ->
         await store.write_batch(batch_id, records)
     finally:
         await store.close()
-
-
-def log_entries(r: redis.Redis, prefix: str) -> list[dict[str, str]]:
-    return [fields for _id, fields in r.xrange(f"{prefix}log")]
 
 
 # -- the layout -----------------------------------------------------------------------------------
@@ -419,40 +193,6 @@ def test_guard_shares_the_data_keys_cluster_slot(prefix: str, name: str) -> None
 
 
 # -- Redis Cluster (bonus: only where a small cluster can be created locally) ---------------------
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[list[RedisProcess]]:
-    """Three masters on loopback, slots split in thirds (what ``redis-cli --cluster create`` does, faster)."""
-    nodes = []
-    for i in range(3):
-        d = tmp_path / f"n{i}"
-        d.mkdir()
-        extra = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
-        nodes.append(RedisProcess(d, port=cluster_port(), extra=extra))
-    clients: list[redis.Redis] = []
-    try:
-        for n in nodes:
-            n.start()
-            clients.append(n.client())
-        third = 16384 // 3
-        bounds = [(0, third - 1), (third, 2 * third - 1), (2 * third, 16383)]
-        for c, (lo, hi) in zip(clients, bounds, strict=True):
-            c.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi + 1))
-        for n in nodes[1:]:
-            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", n.port)
-
-        def ready() -> bool:
-            return all(c.cluster("info")["cluster_state"] == "ok" and len(c.cluster("slots")) == 3 for c in clients)
-
-        if not wait_until(ready, timeout=15, step=0.05):
-            pytest.skip("a local Redis Cluster did not form")
-        yield nodes
-    finally:
-        for c in clients:
-            c.close()
-        for n in nodes:
-            n.stop()
-
-
 def test_cluster_writes_without_crossslot_and_replays_once(cluster: list[RedisProcess]) -> None:
     prefix = "sy:"
     keys = [f"team-{i}" for i in range(12)]  # spread over the cluster's slots and nodes

@@ -24,14 +24,10 @@ import yaml
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, REDIS_URL, base_config
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, base_config
+from tests.support import wait_until
+from tests.support.redis import REDIS_URL, RedisProcess, SilentListener
 from tests.support.servers import ServerThread, free_port
-from tests.test_usage_redis import (
-    RedisProcess,
-    SilentListener,
-    shared_redis,  # noqa: F401  (a fixture)
-    wait_until,
-)
 
 FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -133,7 +129,7 @@ def run_mix(gw: ServerThread, exp: Expected) -> None:
 def redis_gateway(
     openai_upstream: tuple[ServerThread, Any],
     gateway_factory: Callable[[dict[str, Any]], ServerThread],
-    shared_redis: redis.Redis,  # noqa: F811
+    shared_redis: redis.Redis,
     redis_prefix: str,
 ) -> ServerThread:
     return gateway_factory(usage_config(openai_upstream[0].url, REDIS_URL, redis_prefix))
@@ -141,7 +137,7 @@ def redis_gateway(
 
 def test_mixed_requests_are_counted_exactly(
     redis_gateway: ServerThread,
-    shared_redis: redis.Redis,  # noqa: F811
+    shared_redis: redis.Redis,
     redis_prefix: str,
 ) -> None:
     exp = Expected()
@@ -210,7 +206,7 @@ def test_mixed_requests_are_counted_exactly(
 
 def test_a_rejected_request_is_recorded_under_the_model_it_asked_for(
     redis_gateway: ServerThread,
-    shared_redis: redis.Redis,  # noqa: F811
+    shared_redis: redis.Redis,
     redis_prefix: str,
 ) -> None:
     with pytest.raises(openai.BadRequestError):

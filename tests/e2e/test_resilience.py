@@ -16,7 +16,7 @@ from gateway.pipeline.balancer import CLOSED, HALF_OPEN, OPEN, Balancer
 from gateway.pipeline.generation import _backoff
 from gateway.pipeline.routing import Router
 from simulators.faults import FaultUpstream
-from tests.conftest import CLIENT_KEY, base_config
+from tests.e2e.conftest import CLIENT_KEY, base_config
 from tests.support.servers import ServerThread
 
 H = {"authorization": f"Bearer {CLIENT_KEY}"}
