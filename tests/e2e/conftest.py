@@ -1,18 +1,38 @@
-"""The e2e fixtures: a simulated upstream and the real gateway, each under uvicorn on loopback, and Redis."""
+"""The e2e fixtures: simulated upstreams, the real gateway under uvicorn on loopback, the SDK, Redis.
+
+A test gets a running gateway in front of a simulated upstream from three fixtures:
+
+- ``upstream``: module-scoped, speaking ``dialect``. ``dialect`` is ``openai`` unless a module
+  overrides the fixture (``@pytest.fixture(scope="module") def dialect(): return "gemini"``) or a test
+  parametrizes it (``@pytest.mark.parametrize("dialect", ["anthropic", "cohere"], indirect=True)``).
+  openai, anthropic, gemini and cohere are ``simulators.server.MockUpstream``; azure and fireworks,
+  which have no simulator, are a ``Recorder`` whose ``reply`` the test sets.
+- ``gateway_config``: ``base_config()`` plus a provider named after the dialect pointed at ``upstream``
+  (a module overrides it to add models or settings); ``gateway``: the gateway started from it;
+  ``client``: an ``openai.OpenAI`` for that gateway.
+- ``gateway_for(cfg)`` starts a gateway from any config, ``sdk(gw)`` makes a client for any gateway.
+
+``fault`` is the misbehaving upstream of ``simulators.faults``; ``H`` the client's auth header.
+``redis_prefix`` gives a test its own Redis keys and deletes them; ``shared_redis`` and ``cluster`` are
+the shared Redis and a private 3-node Redis Cluster.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import openai
 import pytest
 import redis
 
 from gateway.app import Gateway
 from gateway.config import parse_config
+from simulators.faults import FaultUpstream
 from simulators.server import MockUpstream
 from tests.support import wait_until
+from tests.support.recorder import Recorder
 from tests.support.redis import REDIS_URL, RedisProcess, cluster_port, delete_prefix
 from tests.support.servers import ServerThread
 
@@ -20,13 +40,27 @@ CLIENT_KEY = "sk-test-client-key-1"
 OTHER_KEY = "sk-test-client-key-2"
 ADMIN_KEY = "sk-test-admin-key"
 UPSTREAM_KEY = "sk-upstream-secret-xyz"
+H = {"authorization": f"Bearer {CLIENT_KEY}"}  # the client's auth header, for raw HTTP calls
+
+SIMULATED = ("openai", "anthropic", "gemini", "cohere")  # MockUpstream's dialects
+RECORDED = ("azure", "fireworks")  # no simulator: a Recorder answers what the test sets
+
+GatewayFor = Callable[[dict[str, Any]], ServerThread]
 
 
-@pytest.fixture(scope="module")
-def openai_upstream() -> Iterator[tuple[ServerThread, MockUpstream]]:
-    app = MockUpstream("openai")
-    with ServerThread(app) as srv:
-        yield srv, app
+class Upstream(NamedTuple):
+    srv: ServerThread
+    app: Any  # MockUpstream, or Recorder for the RECORDED dialects
+
+    @property
+    def url(self) -> str:
+        return self.srv.url
+
+
+def provider_for(dialect: str, url: str, **settings: Any) -> dict[str, Any]:
+    """A provider of kind ``dialect`` at ``url`` (OpenAI's API under /v1) with the upstream key."""
+    base_url = url + "/v1" if dialect == "openai" else url
+    return {"kind": dialect, "base_url": base_url, "api_key": UPSTREAM_KEY, "timeout": 5, **settings}
 
 
 def base_config(upstream_url: str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -42,12 +76,7 @@ def base_config(upstream_url: str | None = None, **overrides: Any) -> dict[str, 
         "models": [{"name": "mock/echo", "context_window": 4096}],
     }
     if upstream_url:
-        cfg["providers"]["openai"] = {
-            "kind": "openai",
-            "base_url": upstream_url + "/v1",
-            "api_key": UPSTREAM_KEY,
-            "timeout": 5,
-        }
+        cfg["providers"]["openai"] = provider_for("openai", upstream_url)
         cfg["models"].append({"name": "openai/gpt-4o-mini", "context_window": 128000})
         cfg["models"].append({"name": "smart", "deployments": [{"provider": "openai", "upstream": "gpt-4o"}]})
     for k, v in overrides.items():
@@ -55,8 +84,49 @@ def base_config(upstream_url: str | None = None, **overrides: Any) -> dict[str, 
     return cfg
 
 
+def sdk(gw: ServerThread | str, key: str = CLIENT_KEY, timeout: float = 30.0) -> openai.OpenAI:
+    """The official SDK for a gateway (a running ``ServerThread`` or its URL), without retries."""
+    url = gw if isinstance(gw, str) else gw.url
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=timeout)
+
+
+def assert_credentials(headers: dict[str, str]) -> None:
+    """The client's own key never reaches an upstream."""
+    assert all(CLIENT_KEY not in v for v in headers.values())
+
+
+# -- upstreams ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dialect(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "openai")
+
+
+@pytest.fixture(scope="module")
+def upstream(dialect: str) -> Iterator[Upstream]:
+    if dialect in RECORDED:
+        with ServerThread(Recorder(), lifespan="off") as srv:
+            yield Upstream(srv, srv.app)
+    elif dialect in SIMULATED:
+        with ServerThread(MockUpstream(dialect)) as srv:
+            yield Upstream(srv, srv.app)
+    else:
+        raise ValueError(f"no upstream for dialect {dialect!r}: simulated {SIMULATED}, recorded {RECORDED}")
+
+
+@pytest.fixture(scope="module")
+def fault() -> Iterator[tuple[ServerThread, FaultUpstream]]:
+    app = FaultUpstream()
+    with ServerThread(app) as srv:
+        yield srv, app
+
+
+# -- the gateway and its client -------------------------------------------------------------------------
+
+
 @pytest.fixture
-def gateway_factory() -> Iterator[Callable[[dict[str, Any]], ServerThread]]:
+def gateway_for() -> Iterator[GatewayFor]:
     """Start the real gateway app from a config dict; stopped at the end of the test."""
     started: list[ServerThread] = []
 
@@ -71,12 +141,26 @@ def gateway_factory() -> Iterator[Callable[[dict[str, Any]], ServerThread]]:
 
 
 @pytest.fixture
-def gateway(
-    openai_upstream: tuple[ServerThread, MockUpstream], gateway_factory: Callable[[dict[str, Any]], ServerThread]
-) -> ServerThread:
-    srv, app = openai_upstream
-    app.requests.clear()
-    return gateway_factory(base_config(srv.url))
+def gateway_config(dialect: str, upstream: Upstream) -> dict[str, Any]:
+    if dialect == "openai":
+        return base_config(upstream.url)
+    cfg = base_config()
+    cfg["providers"][dialect] = provider_for(dialect, upstream.url)
+    return cfg
+
+
+@pytest.fixture
+def gateway(upstream: Upstream, gateway_config: dict[str, Any], gateway_for: GatewayFor) -> ServerThread:
+    upstream.app.requests.clear()
+    return gateway_for(gateway_config)
+
+
+@pytest.fixture
+def client(gateway: ServerThread) -> openai.OpenAI:
+    return sdk(gateway)
+
+
+# -- Redis ------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -1,19 +1,19 @@
-"""The OpenAI SDK -> the real gateway -> the simulated Anthropic Messages API, all under uvicorn on loopback."""
+"""The OpenAI SDK -> the real gateway -> the simulated Anthropic Messages API, all under uvicorn on loopback.
+
+``upstream``, ``gateway`` and ``client`` are tests/e2e/conftest.py's, for the anthropic dialect.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
-from simulators.server import MockUpstream
-from tests.e2e.conftest import CLIENT_KEY, base_config
-from tests.support.servers import ServerThread
+from tests.e2e.conftest import CLIENT_KEY, UPSTREAM_KEY, Upstream
 
-PROVIDER_KEY = "sk-ant-test"
+PROVIDER_KEY = UPSTREAM_KEY  # the key gateway_config gives the anthropic provider
 MODEL = "anthropic/claude-sonnet-4-5"
 WEATHER = {
     "type": "function",
@@ -26,23 +26,11 @@ WEATHER = {
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[ServerThread, MockUpstream]]:
-    app = MockUpstream("anthropic")
-    with ServerThread(app) as srv:
-        yield srv, app
+def dialect() -> str:
+    return "anthropic"
 
 
-@pytest.fixture
-def client(upstream, gateway_factory) -> openai.OpenAI:
-    srv, app = upstream
-    app.requests.clear()
-    cfg = base_config()
-    cfg["providers"]["anthropic"] = {"kind": "anthropic", "base_url": srv.url, "api_key": PROVIDER_KEY, "timeout": 5}
-    gw = gateway_factory(cfg)
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-
-
-def last_request(upstream: tuple[ServerThread, MockUpstream]) -> dict[str, Any]:
+def last_request(upstream: Upstream) -> dict[str, Any]:
     _, app = upstream
     req = app.requests[-1]
     assert req["path"] == "/v1/messages"

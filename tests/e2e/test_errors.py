@@ -10,22 +10,12 @@ import httpx
 import openai
 import pytest
 
-from simulators.faults import FaultUpstream
-from tests.e2e.conftest import CLIENT_KEY, OTHER_KEY, base_config
-from tests.support.servers import ServerThread, free_port
-
-H = {"authorization": f"Bearer {CLIENT_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def fault():
-    app = FaultUpstream()
-    with ServerThread(app) as srv:
-        yield srv, app
+from tests.e2e.conftest import CLIENT_KEY, OTHER_KEY, H, base_config, sdk
+from tests.support.servers import free_port
 
 
 @pytest.fixture
-def gw(fault, gateway_factory):
+def gw(fault, gateway_for):
     srv, _app = fault
     cfg = base_config()
     cfg["server"]["max_body_bytes"] = 4096
@@ -39,7 +29,7 @@ def gw(fault, gateway_factory):
     cfg["providers"]["claude"] = {"kind": "anthropic", "base_url": srv.url, "api_key": "sk-ant", "retries": 0}
     cfg["providers"]["patient"] = {"kind": "openai", "base_url": srv.url + "/v1", "timeout": 10, "retries": 0}
     cfg["providers"]["dead"] = {"kind": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "retries": 0}
-    return gateway_factory(cfg)
+    return gateway_for(cfg)
 
 
 def post(gw, path: str, content: bytes | str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -236,10 +226,6 @@ def test_no_credential_or_trace_in_errors(gw):
     for model in ("faulty/garbage", "dead/x", "faulty/status-500"):
         r = post(gw, "/v1/chat/completions", chat(model))
         assert "sk-up" not in r.text and CLIENT_KEY not in r.text and "Traceback" not in r.text
-
-
-def sdk(gw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
 
 
 def test_stream_cut_mid_way_ends_with_error_event(gw):

@@ -33,12 +33,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.config import parse_config
 from gateway.pipeline.routing import Router
 from gateway.routes.objects import BATCH, FILE, JOB, decode_id, encode_id
-from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, UPSTREAM_KEY, base_config
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, UPSTREAM_KEY, GatewayFor, base_config, sdk
 from tests.support.files_upstream import FilesUpstream
 from tests.support.redis import REDIS_URL
 from tests.support.servers import ServerThread, free_port
 
-Factory = Callable[[dict[str, Any]], ServerThread]
 AZURE_KEY = "az-upstream-key"
 TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 20
 
@@ -76,17 +75,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def sdk(gw: ServerThread, key: str = CLIENT_KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=30)
-
-
 def upload(c: openai.OpenAI, content: bytes = TRAINING, purpose: Any = "fine-tune", name: str = "train.jsonl") -> Any:
     return c.files.create(file=(name, io.BytesIO(content)), purpose=purpose)
 
 
 @pytest.fixture
-def gw(up: FilesUpstream, gateway_factory: Factory) -> ServerThread:
-    return gateway_factory(config(up))
+def gw(up: FilesUpstream, gateway_for: GatewayFor) -> ServerThread:
+    return gateway_for(config(up))
 
 
 # -- files -------------------------------------------------------------------------------------------
@@ -207,7 +202,7 @@ def sent_id(obj: Any) -> str:
     return (decode_id(kind, obj.id, {"openai", "azure"}) or ("", ""))[1]
 
 
-def test_an_alias_trains_on_the_deployment_where_the_file_is(up: FilesUpstream, gateway_factory: Factory) -> None:
+def test_an_alias_trains_on_the_deployment_where_the_file_is(up: FilesUpstream, gateway_for: GatewayFor) -> None:
     cfg = config(up)
     cfg["models"].append(
         {
@@ -215,7 +210,7 @@ def test_an_alias_trains_on_the_deployment_where_the_file_is(up: FilesUpstream, 
             "deployments": [{"provider": "anthropic", "upstream": "c"}, {"provider": "openai", "upstream": "gpt-4o"}],
         }
     )
-    c = sdk(gateway_factory(cfg))
+    c = sdk(gateway_for(cfg))
     job = c.fine_tuning.jobs.create(model="tuned", training_file=upload(c).id)
     assert up.requests[-1]["json"]["model"] == "gpt-4o"
     assert job.model == "openai/gpt-4o"
@@ -298,7 +293,7 @@ def test_filtered_lists_page_through_only_the_callers_objects(gw: ServerThread) 
     assert [f.id for f in a.files.list(limit=3, order="asc")] == mine
 
 
-def test_two_replicas_share_ownership_through_redis(up: FilesUpstream, gateway_factory: Factory) -> None:
+def test_two_replicas_share_ownership_through_redis(up: FilesUpstream, gateway_for: GatewayFor) -> None:
     redis = pytest.importorskip("redis")
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
@@ -306,7 +301,7 @@ def test_two_replicas_share_ownership_through_redis(up: FilesUpstream, gateway_f
         pytest.skip("no Redis at " + REDIS_URL)
     prefix = f"sytest:{uuid.uuid4().hex[:12]}:"
     cfg = config(up, usage={"redis_url": REDIS_URL, "prefix": prefix, "flush_interval": 0.02})
-    one, two = gateway_factory(cfg), gateway_factory(cfg)
+    one, two = gateway_for(cfg), gateway_for(cfg)
     try:
         f = upload(sdk(one))
         assert sdk(two).files.retrieve(f.id).id == f.id
@@ -376,10 +371,10 @@ def test_upstream_errors_keep_status_and_message(gw: ServerThread, up: FilesUpst
     assert e.value.body["message"].startswith("openai: invalid training_file")  # type: ignore[index]
 
 
-def test_providers_without_files_are_a_400_naming_them(up: FilesUpstream, gateway_factory: Factory) -> None:
+def test_providers_without_files_are_a_400_naming_them(up: FilesUpstream, gateway_for: GatewayFor) -> None:
     cfg = config(up)
     cfg["keys"][1]["files_provider"] = "anthropic"
-    gw = gateway_factory(cfg)
+    gw = gateway_for(cfg)
     for key, name in ((OTHER_KEY, "anthropic"),):
         c = sdk(gw, key)
         for call in (lambda c=c: upload(c), lambda c=c: c.files.list()):
@@ -389,14 +384,14 @@ def test_providers_without_files_are_a_400_naming_them(up: FilesUpstream, gatewa
     nothing = config(up)
     nothing["providers"]["openai"]["files"] = False
     with pytest.raises(openai.BadRequestError) as e:
-        upload(sdk(gateway_factory(nothing)))
+        upload(sdk(gateway_for(nothing)))
     assert e.value.code == "files_not_configured"
 
 
-def test_model_globs_bound_jobs_and_batches(up: FilesUpstream, gateway_factory: Factory) -> None:
+def test_model_globs_bound_jobs_and_batches(up: FilesUpstream, gateway_for: GatewayFor) -> None:
     cfg = config(up)
     cfg["keys"][1]["models"] = ["mock/*"]
-    c = sdk(gateway_factory(cfg), OTHER_KEY)
+    c = sdk(gateway_for(cfg), OTHER_KEY)
     f = upload(c)  # files are not models: the key may store them
     with pytest.raises(openai.PermissionDeniedError) as e:
         c.fine_tuning.jobs.create(model="openai/gpt-4o-mini", training_file=f.id)
@@ -406,10 +401,8 @@ def test_model_globs_bound_jobs_and_batches(up: FilesUpstream, gateway_factory: 
     assert e.value.code == "provider_not_allowed"
 
 
-def test_uploads_past_max_upload_bytes_are_413(up: FilesUpstream, gateway_factory: Factory) -> None:
-    gw = gateway_factory(
-        config(up, server={"access_log": False, "max_upload_bytes": 64 * 1024, "max_body_bytes": 2048})
-    )
+def test_uploads_past_max_upload_bytes_are_413(up: FilesUpstream, gateway_for: GatewayFor) -> None:
+    gw = gateway_for(config(up, server={"access_log": False, "max_upload_bytes": 64 * 1024, "max_body_bytes": 2048}))
     c = sdk(gw)
     n = len(up.files)
     for size in (70_000, 5_000_000):
@@ -444,11 +437,11 @@ def test_a_client_gone_mid_upload_aborts_the_upstream_upload(gw: ServerThread, u
 
 
 # -- Azure -----------------------------------------------------------------------------------------------
-def test_azure_files_and_jobs(up: FilesUpstream, gateway_factory: Factory) -> None:
+def test_azure_files_and_jobs(up: FilesUpstream, gateway_for: GatewayFor) -> None:
     cfg = config(up)
     cfg["providers"]["azure"] = {"kind": "azure", "base_url": up.url, "api_key": AZURE_KEY, "api_version": "2024-10-21"}
     cfg["keys"][0]["files_provider"] = "azure"
-    c = sdk(gateway_factory(cfg))
+    c = sdk(gateway_for(cfg))
     f = upload(c)  # Azure answers 201; the client sees OpenAI's 200 and object
     sent = up.requests[-1]
     assert (sent["path"], sent["query"]) == ("/openai/files", {"api-version": "2024-10-21"})
@@ -461,8 +454,8 @@ def test_azure_files_and_jobs(up: FilesUpstream, gateway_factory: Factory) -> No
 
 
 # -- accounting --------------------------------------------------------------------------------------------
-def test_usage_records_and_metrics(up: FilesUpstream, gateway_factory: Factory) -> None:
-    gw = gateway_factory(config(up))
+def test_usage_records_and_metrics(up: FilesUpstream, gateway_for: GatewayFor) -> None:
+    gw = gateway_for(config(up))
     c = sdk(gw)
     f = upload(c)
     c.files.list()
@@ -500,10 +493,10 @@ def test_usage_records_and_metrics(up: FilesUpstream, gateway_factory: Factory) 
     assert sample("switchyard_requests_total", **jobs) == 1
 
 
-def test_requests_count_toward_rpm(up: FilesUpstream, gateway_factory: Factory) -> None:
+def test_requests_count_toward_rpm(up: FilesUpstream, gateway_for: GatewayFor) -> None:
     cfg = config(up)
     cfg["keys"][0]["limits"] = {"rpm": 2, "tpm": 1}
-    c = sdk(gateway_factory(cfg))
+    c = sdk(gateway_for(cfg))
     c.files.list()
     c.files.list()  # token budgets do not apply to these routes
     with pytest.raises(openai.RateLimitError):
@@ -558,7 +551,7 @@ def test_large_upload_and_download_keep_gateway_memory_flat(up: FilesUpstream, t
                 pass
             assert time.monotonic() < deadline, "the gateway did not start"
             time.sleep(0.05)
-        c = openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=60)
+        c = sdk(url, timeout=60)
         warm = upload(c)  # every code path imported and warmed before the baseline
         c.files.content(warm.id).read()
         baseline = peak_rss_kib(proc.pid)

@@ -2,41 +2,32 @@
 
 Each test also checks what the simulated Google API received: the key in ``x-goog-api-key`` and
 never in the URL, the client's own key never forwarded, and the model without its ``gemini/``.
+``upstream``, ``gateway`` and ``client`` are tests/e2e/conftest.py's, for the gemini dialect.
 """
 
 from __future__ import annotations
 
 import array
 import base64
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
 
 from simulators.server import MockUpstream
-from tests.e2e.conftest import CLIENT_KEY, UPSTREAM_KEY, base_config
+from tests.e2e.conftest import CLIENT_KEY, UPSTREAM_KEY, base_config, provider_for, sdk
 from tests.support.servers import ServerThread
 
 
 @pytest.fixture(scope="module")
-def gemini_upstream() -> Iterator[tuple[ServerThread, MockUpstream]]:
-    app = MockUpstream("gemini")
-    with ServerThread(app) as srv:
-        yield srv, app
+def dialect() -> str:
+    return "gemini"
 
 
 @pytest.fixture
-def env(
-    gemini_upstream: tuple[ServerThread, MockUpstream], gateway_factory: Callable[[dict[str, Any]], ServerThread]
-) -> tuple[openai.OpenAI, MockUpstream]:
-    srv, app = gemini_upstream
-    app.requests.clear()
-    cfg = base_config()
-    cfg["providers"]["gemini"] = {"kind": "gemini", "base_url": srv.url, "api_key": UPSTREAM_KEY, "timeout": 5}
-    cfg["models"].append({"name": "gemini/flash", "upstream": "gemini-2.0-flash"})
-    gw = gateway_factory(cfg)
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0), app
+def gateway_config(gateway_config: dict[str, Any]) -> dict[str, Any]:
+    gateway_config["models"].append({"name": "gemini/flash", "upstream": "gemini-2.0-flash"})
+    return gateway_config
 
 
 def received(app: MockUpstream) -> list[dict[str, Any]]:
@@ -49,8 +40,8 @@ def received(app: MockUpstream) -> list[dict[str, Any]]:
     return reqs
 
 
-def test_chat(env):
-    client, app = env
+def test_chat(client, upstream):
+    app = upstream.app
     r = client.chat.completions.create(
         model="gemini/gemini-2.0-flash",
         messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "red green blue"}],
@@ -70,8 +61,8 @@ def test_chat(env):
     }
 
 
-def test_logprobs(env):
-    client, app = env
+def test_logprobs(client, upstream):
+    app = upstream.app
     r = client.chat.completions.create(
         model="gemini/gemini-2.0-flash", messages=[{"role": "user", "content": "to be"}], logprobs=True, top_logprobs=2
     )
@@ -80,15 +71,15 @@ def test_logprobs(env):
     assert received(app)[0]["body"]["generationConfig"] == {"responseLogprobs": True, "logprobs": 2}
 
 
-def test_configured_alias_uses_its_upstream_name(env):
-    client, app = env
+def test_configured_alias_uses_its_upstream_name(client, upstream):
+    app = upstream.app
     r = client.chat.completions.create(model="gemini/flash", messages=[{"role": "user", "content": "hi"}])
     assert r.model == "gemini/flash" and r.choices[0].message.content == "hi"
     assert received(app)[0]["path"] == "/v1beta/models/gemini-2.0-flash:generateContent"
 
 
-def test_stream_with_include_usage(env):
-    client, app = env
+def test_stream_with_include_usage(client, upstream):
+    app = upstream.app
     chunks = list(
         client.chat.completions.create(
             model="gemini/gemini-2.0-flash",
@@ -106,8 +97,7 @@ def test_stream_with_include_usage(env):
     assert req["path"] == "/v1beta/models/gemini-2.0-flash:streamGenerateContent" and req["query"] == "alt=sse"
 
 
-def test_stream_without_include_usage_has_no_usage_chunk(env):
-    client, _ = env
+def test_stream_without_include_usage_has_no_usage_chunk(client):
     chunks = list(
         client.chat.completions.create(
             model="gemini/gemini-2.0-flash", messages=[{"role": "user", "content": "a b"}], stream=True
@@ -117,8 +107,8 @@ def test_stream_without_include_usage_has_no_usage_chunk(env):
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "a b"
 
 
-def test_n_candidates(env):
-    client, app = env
+def test_n_candidates(client, upstream):
+    app = upstream.app
     r = client.chat.completions.create(
         model="gemini/gemini-2.0-flash", messages=[{"role": "user", "content": "x y z"}], n=2, max_tokens=2
     )
@@ -138,8 +128,8 @@ def test_n_candidates(env):
     assert [r["body"]["generationConfig"]["candidateCount"] for r in received(app)] == [2, 2]
 
 
-def test_legacy_completions(env):
-    client, app = env
+def test_legacy_completions(client, upstream):
+    app = upstream.app
     r = client.completions.create(model="gemini/gemini-2.0-flash", prompt="Say this is a test", max_tokens=3)
     assert r.object == "text_completion" and r.choices[0].finish_reason == "length"
     assert r.choices[0].text.split() == ["Say", "this", "is"]
@@ -151,8 +141,8 @@ def test_legacy_completions(env):
     assert len(received(app)) == 2
 
 
-def test_embeddings_float_and_sdk_default_base64(env):
-    client, app = env
+def test_embeddings_float_and_sdk_default_base64(client, upstream):
+    app = upstream.app
     texts = ["the cat", "a dog"]
     floats = client.embeddings.create(model="gemini/text-embedding-004", input=texts, encoding_format="float")
     assert len(floats.data) == 2 and len(floats.data[0].embedding) == 768
@@ -193,8 +183,8 @@ TOOLS = [
 ]
 
 
-def test_tools_round_trip_with_thought_signature(env):
-    client, app = env
+def test_tools_round_trip_with_thought_signature(client, upstream):
+    app = upstream.app
     messages: list[Any] = [{"role": "user", "content": "Paris"}]
     first = client.chat.completions.create(
         model="gemini/gemini-2.0-flash", messages=messages, tools=TOOLS, tool_choice="required"
@@ -220,8 +210,7 @@ def test_tools_round_trip_with_thought_signature(env):
     }
 
 
-def test_tool_call_stream_and_a_dropped_signature(env):
-    client, _ = env
+def test_tool_call_stream_and_a_dropped_signature(client):
     chunks = list(
         client.chat.completions.create(
             model="gemini/gemini-2.0-flash", messages=[{"role": "user", "content": "Rome"}], tools=TOOLS, stream=True
@@ -247,8 +236,7 @@ def test_tool_call_stream_and_a_dropped_signature(env):
     assert "thought_signature" in e.value.message and e.value.body["code"] == "INVALID_ARGUMENT"
 
 
-def test_blocked_prompt_is_a_400_even_when_streamed(env):
-    client, _ = env
+def test_blocked_prompt_is_a_400_even_when_streamed(client):
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as e:
             r = client.chat.completions.create(
@@ -258,12 +246,12 @@ def test_blocked_prompt_is_a_400_even_when_streamed(env):
         assert e.value.body["code"] == "content_filter"
 
 
-def test_mid_stream_error_reaches_the_client(gateway_factory):
+def test_mid_stream_error_reaches_the_client(gateway_for):
     # A pause before each frame, so the gateway has relayed the first one before the error frame comes.
     with ServerThread(MockUpstream("gemini", chunk_delay_ms=50)) as srv:
         cfg = base_config()
-        cfg["providers"]["gemini"] = {"kind": "gemini", "base_url": srv.url, "api_key": UPSTREAM_KEY, "timeout": 5}
-        client = openai.OpenAI(base_url=gateway_factory(cfg).url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        cfg["providers"]["gemini"] = provider_for("gemini", srv.url)
+        client = sdk(gateway_for(cfg))
         stream = client.chat.completions.create(
             model="gemini/gemini-2.0-flash", messages=[{"role": "user", "content": "[[stream-error]] a b"}], stream=True
         )
@@ -274,8 +262,8 @@ def test_mid_stream_error_reaches_the_client(gateway_factory):
     assert got and "internal error" in str(e.value.message)
 
 
-def test_unsafe_model_name_never_reaches_the_upstream(env):
-    client, app = env
+def test_unsafe_model_name_never_reaches_the_upstream(client, upstream):
+    app = upstream.app
     for model in ("gemini/../files", "gemini/a/b", "gemini/x:streamGenerateContent"):
         with pytest.raises(openai.BadRequestError) as e:
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
@@ -283,8 +271,8 @@ def test_unsafe_model_name_never_reaches_the_upstream(env):
     assert not app.requests
 
 
-def test_unsupported_parameter_is_named(env):
-    client, app = env
+def test_unsupported_parameter_is_named(client, upstream):
+    app = upstream.app
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(
             model="gemini/gemini-2.0-flash", messages=[{"role": "user", "content": "hi"}], logit_bias={"1": 5}

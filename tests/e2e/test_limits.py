@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from gateway.pipeline.state import State
+from tests.e2e.conftest import sdk
 from tests.support import ROOT
 from tests.support.redis import REDIS_URL
 from tests.support.servers import free_port
@@ -98,14 +99,10 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
             r.delete(k)
 
 
-def _client(url: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-
-
 def _call(url: str, key: str) -> Any:
     """The raw response on success, the SDK's exception otherwise."""
     try:
-        return _client(url, key).chat.completions.with_raw_response.create(model="mock/echo", messages=MESSAGES)
+        return sdk(url, key).chat.completions.with_raw_response.create(model="mock/echo", messages=MESSAGES)
     except openai.APIStatusError as e:
         return e
 
@@ -133,7 +130,7 @@ def test_two_gateways_admit_exactly_rpm_between_them(gateways: list[str]) -> Non
 
 def test_streamed_requests_carry_headers_and_are_limited_before_streaming(gateways: list[str]) -> None:
     for url in gateways:
-        with _client(url, STREAM_KEY).chat.completions.with_streaming_response.create(
+        with sdk(url, STREAM_KEY).chat.completions.with_streaming_response.create(
             model="mock/echo", messages=MESSAGES, stream=True
         ) as resp:
             assert resp.headers["x-ratelimit-limit-requests"] == "2"
@@ -141,7 +138,7 @@ def test_streamed_requests_carry_headers_and_are_limited_before_streaming(gatewa
             assert int(resp.headers["x-ratelimit-remaining-tokens"]) < 100_000  # the prompt estimate is charged
             assert "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices) == "hi"
     with pytest.raises(openai.RateLimitError) as ei:
-        _client(gateways[0], STREAM_KEY).chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
+        sdk(gateways[0], STREAM_KEY).chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
     assert int(ei.value.response.headers["retry-after"]) >= 1
 
 

@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import openai
 import pytest
 
-from simulators.server import MockUpstream
-from tests.e2e.conftest import CLIENT_KEY, OTHER_KEY, base_config
-from tests.support.servers import ServerThread
+from tests.e2e.conftest import OTHER_KEY, base_config, sdk
 
 TRAINING = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
 
 
 @pytest.fixture
-def sdk(gateway_factory):
-    with ServerThread(MockUpstream("openai")) as up:
-        cfg = base_config(up.url)
-        cfg["providers"]["openai"]["files"] = True
-        cfg["keys"][1]["models"] = ["*"]
-        gw = gateway_factory(cfg)
-        yield (
-            openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0),
-            openai.OpenAI(base_url=gw.url + "/v1", api_key=OTHER_KEY, max_retries=0),
-        )
+def gateway_config(gateway_config: dict[str, Any]) -> dict[str, Any]:
+    gateway_config["providers"]["openai"]["files"] = True
+    gateway_config["keys"][1]["models"] = ["*"]
+    return gateway_config
 
 
-def test_file_job_and_batch_lifecycle(sdk):
-    c, other = sdk
+def test_file_job_and_batch_lifecycle(gateway):
+    c, other = sdk(gateway), sdk(gateway, OTHER_KEY)
     f = c.files.create(file=("train.jsonl", io.BytesIO(TRAINING)), purpose="fine-tune")
     assert f.id.startswith("file-sy") and f.bytes == len(TRAINING) and f.filename == "train.jsonl"
     assert c.files.retrieve(f.id).purpose == "fine-tune"
@@ -61,9 +54,9 @@ def test_file_job_and_batch_lifecycle(sdk):
         c.files.retrieve(f.id)
 
 
-def test_the_built_in_mock_provider_has_a_files_api_too(gateway_factory):
-    gw = gateway_factory(base_config() | {"providers": {"mock": {"kind": "mock", "files": True}}})
-    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+def test_the_built_in_mock_provider_has_a_files_api_too(gateway_for):
+    gw = gateway_for(base_config() | {"providers": {"mock": {"kind": "mock", "files": True}}})
+    c = sdk(gw)
     f = c.files.create(file=("t.jsonl", io.BytesIO(TRAINING)), purpose="fine-tune")
     assert c.files.content(f.id).read() == TRAINING and [x.id for x in c.files.list()] == [f.id]
     job = c.fine_tuning.jobs.create(model="mock/echo", training_file=f.id)

@@ -10,19 +10,15 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, UPSTREAM_KEY
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, UPSTREAM_KEY, sdk
 
 
-def client(gw, key: str = CLIENT_KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+def upstream_requests(upstream):
+    return list(upstream[1].requests)
 
 
-def upstream_requests(openai_upstream):
-    return list(openai_upstream[1].requests)
-
-
-def test_chat_reaches_upstream_with_its_own_credential(gateway, openai_upstream):
-    r = client(gateway).chat.completions.create(
+def test_chat_reaches_upstream_with_its_own_credential(gateway, upstream):
+    r = sdk(gateway).chat.completions.create(
         model="openai/gpt-4o-mini",
         messages=[{"role": "user", "content": "hello upstream"}],
         seed=3,
@@ -31,7 +27,7 @@ def test_chat_reaches_upstream_with_its_own_credential(gateway, openai_upstream)
     )
     assert r.model == "openai/gpt-4o-mini" and r.choices[0].message.content == "hello upstream"
     assert r.usage.prompt_tokens == 2 and r.usage.completion_tokens == 2
-    (seen,) = upstream_requests(openai_upstream)
+    (seen,) = upstream_requests(upstream)
     assert seen["path"] == "/v1/chat/completions"
     assert seen["body"]["model"] == "gpt-4o-mini" and seen["body"]["seed"] == 3 and seen["body"]["custom_field"] == 1
     assert seen["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
@@ -40,19 +36,19 @@ def test_chat_reaches_upstream_with_its_own_credential(gateway, openai_upstream)
 
 
 def test_response_headers_carry_request_id(gateway):
-    raw = client(gateway).chat.completions.with_raw_response.create(
+    raw = sdk(gateway).chat.completions.with_raw_response.create(
         model="mock/echo", messages=[{"role": "user", "content": "x"}]
     )
     assert raw.headers["x-request-id"].startswith("req_")
 
 
-def test_stream_asks_upstream_for_usage_and_hides_it(gateway, openai_upstream):
+def test_stream_asks_upstream_for_usage_and_hides_it(gateway, upstream):
     chunks = list(
-        client(gateway).chat.completions.create(
+        sdk(gateway).chat.completions.create(
             model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "one two three"}], stream=True
         )
     )
-    (seen,) = upstream_requests(openai_upstream)
+    (seen,) = upstream_requests(upstream)
     assert seen["body"]["stream_options"] == {"include_usage": True}
     assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "one two three"
@@ -61,7 +57,7 @@ def test_stream_asks_upstream_for_usage_and_hides_it(gateway, openai_upstream):
 
 def test_stream_with_usage_for_client_that_asked(gateway):
     chunks = list(
-        client(gateway).chat.completions.create(
+        sdk(gateway).chat.completions.create(
             model="openai/gpt-4o-mini",
             messages=[{"role": "user", "content": "one two three"}],
             stream=True,
@@ -103,8 +99,8 @@ def test_async_client(gateway):
     assert [r.choices[0].message.content for r in rs] == [f"n{i}" for i in range(20)] and text == "s t"
 
 
-def test_completions_all_prompt_forms(gateway, openai_upstream):
-    c = client(gateway)
+def test_completions_all_prompt_forms(gateway, upstream):
+    c = sdk(gateway)
     assert c.completions.create(model="openai/gpt-4o-mini", prompt="say this").choices[0].text == "say this"
     r = c.completions.create(model="openai/gpt-4o-mini", prompt=["a", "b"], n=2, max_tokens=5)
     assert [ch.index for ch in r.choices] == [0, 1, 2, 3]
@@ -113,7 +109,7 @@ def test_completions_all_prompt_forms(gateway, openai_upstream):
     r = c.completions.create(model="mock/echo", prompt="x y z", echo=True, logprobs=2, max_tokens=2, stop=["z"])
     assert r.choices[0].text == "x y zx y" and r.choices[0].finish_reason == "length"
     assert len(r.choices[0].logprobs.tokens) == 2
-    assert upstream_requests(openai_upstream)[0]["path"] == "/v1/completions"
+    assert upstream_requests(upstream)[0]["path"] == "/v1/completions"
 
 
 def test_v4_beta_completions_with_x_api_key(gateway):
@@ -131,7 +127,7 @@ def test_v4_beta_completions_with_x_api_key(gateway):
 
 def test_completion_stream(gateway):
     chunks = list(
-        client(gateway).completions.create(
+        sdk(gateway).completions.create(
             model="mock/echo", prompt="p q r", stream=True, stream_options={"include_usage": True}
         )
     )
@@ -139,11 +135,11 @@ def test_completion_stream(gateway):
     assert chunks[-1].usage.total_tokens == 6
 
 
-def test_embeddings_base64_default_and_float(gateway, openai_upstream):
-    c = client(gateway)
+def test_embeddings_base64_default_and_float(gateway, upstream):
+    c = sdk(gateway)
     r = c.embeddings.create(model="openai/text-embedding-3-small", input=["x", "y"], dimensions=8)
     assert len(r.data) == 2 and len(r.data[0].embedding) == 8
-    assert upstream_requests(openai_upstream)[0]["body"]["encoding_format"] == "base64"
+    assert upstream_requests(upstream)[0]["body"]["encoding_format"] == "base64"
     f = c.embeddings.create(model="mock/embed", input="x", dimensions=8, encoding_format="float")
     assert f.data[0].embedding == pytest.approx(r.data[0].embedding, rel=1e-6)
     raw = c.embeddings.with_raw_response.create(model="mock/embed", input="x", dimensions=4, encoding_format="base64")
@@ -151,24 +147,24 @@ def test_embeddings_base64_default_and_float(gateway, openai_upstream):
     assert sum(v * v for v in vec) == pytest.approx(1.0, rel=1e-5)
 
 
-def test_alias_serves_first_deployment(gateway, openai_upstream):
-    r = client(gateway).chat.completions.create(model="smart", messages=[{"role": "user", "content": "x"}])
+def test_alias_serves_first_deployment(gateway, upstream):
+    r = sdk(gateway).chat.completions.create(model="smart", messages=[{"role": "user", "content": "x"}])
     assert r.model == "smart"
-    assert upstream_requests(openai_upstream)[0]["body"]["model"] == "gpt-4o"
+    assert upstream_requests(upstream)[0]["body"]["model"] == "gpt-4o"
 
 
 def test_models_list_per_key(gateway):
-    ids = {m.id for m in client(gateway).models.list()}
+    ids = {m.id for m in sdk(gateway).models.list()}
     assert {"mock/echo", "openai/gpt-4o-mini", "smart", "openai/*", "mock/*"} <= ids
-    ids_b = {m.id for m in client(gateway, OTHER_KEY).models.list()}
+    ids_b = {m.id for m in sdk(gateway, OTHER_KEY).models.list()}
     assert ids_b == {"mock/echo", "mock/*"}
-    assert client(gateway).models.retrieve("mock/echo").id == "mock/echo"
+    assert sdk(gateway).models.retrieve("mock/echo").id == "mock/echo"
     with pytest.raises(openai.NotFoundError):
-        client(gateway, OTHER_KEY).models.retrieve("openai/gpt-4o-mini")
+        sdk(gateway, OTHER_KEY).models.retrieve("openai/gpt-4o-mini")
 
 
 def test_usage_route(gateway):
-    c = client(gateway)
+    c = sdk(gateway)
     c.chat.completions.create(model="mock/echo", messages=[{"role": "user", "content": "a b c"}])
     with pytest.raises(openai.BadRequestError):
         c.chat.completions.create(model="mock/echo", messages=[])

@@ -10,23 +10,14 @@ import openai
 import pytest
 
 from simulators.faults import FaultUpstream
-from tests.e2e.conftest import CLIENT_KEY, base_config
-from tests.support.servers import ServerThread
+from tests.e2e.conftest import H, base_config, sdk
 
-H = {"authorization": f"Bearer {CLIENT_KEY}"}
 WORDS = "one two three four five six seven eight nine ten"  # 10 words; o200k: 10 tokens
 
 
-@pytest.fixture(scope="module")
-def up():
-    app = FaultUpstream()
-    with ServerThread(app) as srv:
-        yield srv, app
-
-
 @pytest.fixture
-def gw(up, gateway_factory):
-    srv, _app = up
+def gw(fault, gateway_for):
+    srv, _app = fault
     cfg = base_config()
     cfg["providers"]["oa"] = {"kind": "openai", "base_url": srv.url + "/v1", "retries": 0}
     cfg["providers"]["oat"] = {
@@ -41,7 +32,7 @@ def gw(up, gateway_factory):
         {"name": "oa/gpt-4o-mini", "context_window": 40, "tokenizer": "o200k_base"},
         {"name": "fw/llama", "upstream": "window-20-openai", "context_window": 40},
     ]
-    return gateway_factory(cfg)
+    return gateway_for(cfg)
 
 
 def chat(gw, model: str, **kw) -> httpx.Response:
@@ -53,8 +44,8 @@ def last_body(app: FaultUpstream) -> dict:
     return app.requests[-1]["body"]
 
 
-def test_fits_exactly_and_one_over(gw, up):
-    _srv, app = up
+def test_fits_exactly_and_one_over(gw, fault):
+    _srv, app = fault
     assert chat(gw, "oa/gpt-4o-mini", max_tokens=23).status_code == 200  # 17 + 23 = 40
     assert last_body(app)["max_tokens"] == 23 and "context_length_exceeded_behavior" not in last_body(app)
     r = chat(gw, "oa/gpt-4o-mini", max_tokens=24)
@@ -65,13 +56,13 @@ def test_fits_exactly_and_one_over(gw, up):
         "(17 in the messages, 24 in the completion). Please reduce the length of the messages or completion."
     )
     with pytest.raises(openai.BadRequestError):
-        openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0).chat.completions.create(
+        sdk(gw).chat.completions.create(
             model="oa/gpt-4o-mini", messages=[{"role": "user", "content": WORDS}], max_tokens=24
         )
 
 
-def test_truncate_lowers_the_budget_and_below_one_is_an_error(gw, up):
-    _srv, app = up
+def test_truncate_lowers_the_budget_and_below_one_is_an_error(gw, fault):
+    _srv, app = fault
     n = len(app.requests)
     r = chat(gw, "oa/gpt-4o-mini", max_completion_tokens=500, context_length_exceeded_behavior="truncate")
     assert r.status_code == 200 and last_body(app)["max_completion_tokens"] == 23
@@ -99,8 +90,8 @@ def test_completions_prompt_param_and_no_budget_form(gw):
     assert r.status_code == 400 and e["param"] == "prompt" and "resulted in 50 tokens" in e["message"]
 
 
-def test_fireworks_decides_natively(gw, up):
-    _srv, app = up
+def test_fireworks_decides_natively(gw, fault):
+    _srv, app = fault
     r = chat(gw, "fw/llama", max_tokens=30)  # over both windows, but Fireworks decides: no pre-check
     assert r.status_code == 200
     sent = last_body(app)
@@ -111,8 +102,8 @@ def test_fireworks_decides_natively(gw, up):
 
 
 @pytest.mark.parametrize("wording", ["openai", "vllm", "azure"])
-def test_upstream_overflow_is_corrected_once_in_truncate_mode(gw, up, wording):
-    _srv, app = up
+def test_upstream_overflow_is_corrected_once_in_truncate_mode(gw, fault, wording):
+    _srv, app = fault
     model = f"window-30-{wording}-{uuid.uuid4().hex[:6]}"
     r = chat(gw, f"oat/{model}", max_tokens=100)  # 10 words + 100 > 30: refused, then retried with 20
     assert r.status_code == 200, r.text
@@ -120,8 +111,8 @@ def test_upstream_overflow_is_corrected_once_in_truncate_mode(gw, up, wording):
 
 
 @pytest.mark.parametrize("wording", ["openai", "vllm"])
-def test_upstream_overflow_in_error_mode_is_answered_in_openai_shape(gw, up, wording):
-    _srv, app = up
+def test_upstream_overflow_in_error_mode_is_answered_in_openai_shape(gw, fault, wording):
+    _srv, app = fault
     model = f"window-30-{wording}-{uuid.uuid4().hex[:6]}"
     r = chat(gw, f"oa/{model}", max_tokens=100)
     e = r.json()["error"]
@@ -133,8 +124,8 @@ def test_upstream_overflow_in_error_mode_is_answered_in_openai_shape(gw, up, wor
     assert app.attempts[model] == 1
 
 
-def test_an_upstream_that_keeps_refusing_is_not_retried_forever(gw, up):
-    _srv, app = up
+def test_an_upstream_that_keeps_refusing_is_not_retried_forever(gw, fault):
+    _srv, app = fault
     model = f"window-30-openai-{uuid.uuid4().hex[:6]}-liar"
     r = chat(gw, f"oat/{model}", max_tokens=100)
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"

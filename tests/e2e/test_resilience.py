@@ -15,18 +15,7 @@ from gateway.config import parse_config
 from gateway.pipeline.balancer import CLOSED, HALF_OPEN, OPEN, Balancer
 from gateway.pipeline.generation import _backoff
 from gateway.pipeline.routing import Router
-from simulators.faults import FaultUpstream
-from tests.e2e.conftest import CLIENT_KEY, base_config
-from tests.support.servers import ServerThread
-
-H = {"authorization": f"Bearer {CLIENT_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def fault():
-    app = FaultUpstream()
-    with ServerThread(app) as srv:
-        yield srv, app
+from tests.e2e.conftest import H, base_config, sdk
 
 
 def gw_config(fault_url: str, **provider) -> dict:
@@ -51,33 +40,33 @@ def tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def test_retries_on_5xx_then_gives_the_upstream_error(fault, gateway_factory):
+def test_retries_on_5xx_then_gives_the_upstream_error(fault, gateway_for):
     srv, app = fault
-    gw = gateway_factory(gw_config(srv.url))
+    gw = gateway_for(gw_config(srv.url))
     r = chat(gw, "faulty/status-500")
     assert r.status_code == 500
     assert app.attempts["status-500"] == 3  # first try + retries: 2
 
 
-def test_flaky_upstream_recovers_within_retries(fault, gateway_factory):
+def test_flaky_upstream_recovers_within_retries(fault, gateway_for):
     srv, app = fault
-    gw = gateway_factory(gw_config(srv.url))
+    gw = gateway_for(gw_config(srv.url))
     name = f"flaky-2-{tag()}"
     r = chat(gw, f"faulty/{name}")
     assert r.status_code == 200 and app.attempts[name] == 3
 
 
-def test_4xx_is_not_retried(fault, gateway_factory):
+def test_4xx_is_not_retried(fault, gateway_for):
     srv, app = fault
-    gw = gateway_factory(gw_config(srv.url))
+    gw = gateway_for(gw_config(srv.url))
     before = app.attempts.get("status-400", 0)
     assert chat(gw, "faulty/status-400").status_code == 400
     assert app.attempts["status-400"] == before + 1
 
 
-def test_429_retry_after_is_honoured_and_passed_on(fault, gateway_factory):
+def test_429_retry_after_is_honoured_and_passed_on(fault, gateway_for):
     srv, app = fault
-    gw = gateway_factory(gw_config(srv.url, retries=1))
+    gw = gateway_for(gw_config(srv.url, retries=1))
     before = app.attempts.get("retry-after", 0)
     t = time.monotonic()
     r = chat(gw, "faulty/retry-after")
@@ -85,13 +74,11 @@ def test_429_retry_after_is_honoured_and_passed_on(fault, gateway_factory):
     assert r.status_code == 429 and r.headers["retry-after"] == "1"
     assert app.attempts["retry-after"] == before + 2
     with pytest.raises(openai.RateLimitError):
-        openai.OpenAI(base_url=gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0).chat.completions.create(
-            model="faulty/retry-after", messages=[{"role": "user", "content": "x"}]
-        )
+        sdk(gw).chat.completions.create(model="faulty/retry-after", messages=[{"role": "user", "content": "x"}])
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_fallback_to_next_rank(fault, gateway_factory, stream):
+def test_fallback_to_next_rank(fault, gateway_for, stream):
     srv, _app = fault
     cfg = gw_config(srv.url, retries=0)
     cfg["models"].append(
@@ -104,7 +91,7 @@ def test_fallback_to_next_rank(fault, gateway_factory, stream):
             ],
         }
     )
-    gw = gateway_factory(cfg)
+    gw = gateway_for(cfg)
     r = chat(gw, "resilient", stream=stream)
     assert r.status_code == 200
     if stream:
@@ -113,10 +100,10 @@ def test_fallback_to_next_rank(fault, gateway_factory, stream):
         assert r.json()["model"] == "resilient" and r.json()["choices"][0]["message"]["content"] == "a b"
 
 
-def test_circuit_opens_then_half_opens_and_closes(fault, gateway_factory):
+def test_circuit_opens_then_half_opens_and_closes(fault, gateway_for):
     srv, app = fault
     name = f"flaky-3-{tag()}"
-    gw = gateway_factory(gw_config(srv.url, retries=0, circuit_breaker={"failures": 2, "cooldown": 0.5}))
+    gw = gateway_for(gw_config(srv.url, retries=0, circuit_breaker={"failures": 2, "cooldown": 0.5}))
     assert chat(gw, f"faulty/{name}").status_code == 503
     assert chat(gw, f"faulty/{name}").status_code == 503
     r = chat(gw, f"faulty/{name}")  # open: refused locally
@@ -215,13 +202,13 @@ def test_backoff():
     assert _backoff(1, 0.25, "soon", 0.0) == 0.25
 
 
-def test_load_shedding_beyond_max_concurrent(fault, gateway_factory):
+def test_load_shedding_beyond_max_concurrent(fault, gateway_for):
     import concurrent.futures
 
     srv, _app = fault
     cfg = gw_config(srv.url, retries=0)
     cfg["server"]["max_concurrent_requests"] = 2
-    gw = gateway_factory(cfg)
+    gw = gateway_for(cfg)
     with concurrent.futures.ThreadPoolExecutor(6) as ex:
         codes = sorted(r.status_code for r in ex.map(lambda _: chat(gw, "faulty/hang"), range(6)))
     assert codes.count(504) == 2 and codes.count(503) == 4

@@ -5,11 +5,11 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.e2e.conftest import CLIENT_KEY
+from tests.e2e.conftest import sdk
 
 
 def test_readme_calls(gateway):
-    c = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    c = sdk(gateway)
     r = c.chat.completions.create(model="mock/echo", messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content == "hi"
     chunks = list(
@@ -31,6 +31,6 @@ def test_readme_calls(gateway):
 
 
 def test_wrong_key_is_401(gateway):
-    c = openai.OpenAI(base_url=gateway.url + "/v1", api_key="nope", max_retries=0)
+    c = sdk(gateway, "nope")
     with pytest.raises(openai.AuthenticationError):
         c.chat.completions.create(model="mock/echo", messages=[{"role": "user", "content": "hi"}])

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,12 @@ import yaml
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, base_config
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, OTHER_KEY, GatewayFor, Upstream, base_config, sdk
 from tests.support import wait_until
 from tests.support.redis import REDIS_URL, RedisProcess, SilentListener
 from tests.support.servers import ServerThread, free_port
 
 FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
-
-
-def sdk(gw: ServerThread, key: str = CLIENT_KEY, timeout: float = 10.0) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=timeout)
 
 
 def usage_config(upstream_url: str | None, redis_url: str, prefix: str) -> dict[str, Any]:
@@ -127,12 +122,12 @@ def run_mix(gw: ServerThread, exp: Expected) -> None:
 
 @pytest.fixture
 def redis_gateway(
-    openai_upstream: tuple[ServerThread, Any],
-    gateway_factory: Callable[[dict[str, Any]], ServerThread],
+    upstream: Upstream,
+    gateway_for: GatewayFor,
     shared_redis: redis.Redis,
     redis_prefix: str,
 ) -> ServerThread:
-    return gateway_factory(usage_config(openai_upstream[0].url, REDIS_URL, redis_prefix))
+    return gateway_for(usage_config(upstream[0].url, REDIS_URL, redis_prefix))
 
 
 def test_mixed_requests_are_counted_exactly(
@@ -220,12 +215,12 @@ def test_a_rejected_request_is_recorded_under_the_model_it_asked_for(
 
 
 def test_redis_outage_mid_load_loses_nothing_and_counts_once(
-    tmp_path: Path, gateway_factory: Callable[[dict[str, Any]], ServerThread], redis_prefix: str
+    tmp_path: Path, gateway_for: GatewayFor, redis_prefix: str
 ) -> None:
     # An append-only file with fsync on every write: what was written before the stop survives it.
     server = RedisProcess(tmp_path, extra=("--appendonly", "yes", "--appendfsync", "always")).start()
     try:
-        gw = gateway_factory(usage_config(None, server.url, redis_prefix))
+        gw = gateway_for(usage_config(None, server.url, redis_prefix))
         c = sdk(gw)
         total = 60
         done: list[str] = []
@@ -266,11 +261,9 @@ def test_redis_outage_mid_load_loses_nothing_and_counts_once(
         server.stop()
 
 
-def test_a_hung_redis_does_not_slow_requests(
-    gateway_factory: Callable[[dict[str, Any]], ServerThread], redis_prefix: str
-) -> None:
+def test_a_hung_redis_does_not_slow_requests(gateway_for: GatewayFor, redis_prefix: str) -> None:
     with SilentListener() as silent:
-        gw = gateway_factory(usage_config(None, silent.url, redis_prefix))
+        gw = gateway_for(usage_config(None, silent.url, redis_prefix))
         c = sdk(gw, timeout=10)  # generous: a request waiting on Redis would take the socket timeout, or hang
         n = 20
         for i in range(n):
