@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
 from gateway.wire.sse import SSEParser
-from providers.anthropic import JSON_TOOL, AnthropicAdapter
+from providers.anthropic import JSON_TOOL
 from providers.base import CHAT, COMPLETIONS, CallContext, SSEEvent
+from tests.unit.providers.anthropic import ANTHROPIC
 
 # https://platform.claude.com/docs/en/build-with-claude/streaming ("Basic streaming request")
 BASIC = b"""event: message_start
@@ -178,9 +178,8 @@ data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overlo
 
 
 def translator(endpoint: str = CHAT, include_usage: bool = True, **extra: Any):
-    a = AnthropicAdapter("anthropic", ProviderConfig(kind="anthropic", api_key="k"))
     ctx = CallContext("anthropic/claude-sonnet-4-5", include_usage=include_usage, created=11, extra=extra)
-    return a.stream_translator(endpoint, ctx)
+    return ANTHROPIC.adapter().stream_translator(endpoint, ctx)
 
 
 def run(raw: bytes, pieces: list[bytes] | None = None, **kw: Any) -> tuple[list[dict[str, Any]], Any]:

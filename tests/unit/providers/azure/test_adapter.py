@@ -15,24 +15,15 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.wire.sse import SSEParser
 from providers.azure import AzureAdapter
-from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, Target
+from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, Target
+from tests.unit.providers.azure import AZURE, ENDPOINT, KEY
 
-KEY = "azure-secret-key"
-ENDPOINT = "https://aoairesource.openai.azure.com"
-
-
-def adapter(base_url: str = ENDPOINT, api_version: str | None = "2024-10-21", **kw) -> AzureAdapter:
-    cfg = ProviderConfig(kind="azure", base_url=base_url, api_key=KEY, api_version=api_version, **kw)
-    return AzureAdapter("azure", cfg)
-
-
-def ctx(**kw) -> CallContext:
-    return CallContext(client_model="azure/gpt-35-turbo", **kw)
+adapter, ctx, run_stream = AZURE.adapter, AZURE.ctx, AZURE.run_stream
 
 
 def build(a: AzureAdapter, endpoint: str = CHAT, deployment: str = "gpt-35-turbo", **body):
+    """A one-message chat body for ``deployment``, translated by ``a`` (each test picks its URL form)."""
     body = {"model": "azure/" + deployment, "messages": [{"role": "user", "content": "hi"}], **body}
     return a.build_request(endpoint, body, Target(deployment), ctx())
 
@@ -144,17 +135,6 @@ DOC_BLOCKED = (
     'data: {"id":"","object":"","created":0,"model":"","choices":[{"index":0,"finish_reason":"content_filter","content_filter_results":{"protected_material_text":{"detected":true,"filtered":true}},"content_filter_offsets":{"check_offset":65,"start_offset":65,"end_offset":1056}}],"usage":null} \n\n'
     "data: [DONE] \n\n"
 ).encode()
-
-
-def run_stream(raw: bytes, c: CallContext, step: int, endpoint: str = CHAT):
-    parser, tr = SSEParser(), adapter().stream_translator(endpoint, c)
-    out: list[bytes] = []
-    for i in range(0, len(raw), step):
-        for ev in parser.feed(raw[i : i + step]):
-            out.extend(tr.feed(ev))
-    for ev in parser.close():
-        out.extend(tr.feed(ev))
-    return [orjson.loads(p) for p in out], tr
 
 
 @pytest.mark.parametrize("step", [1, 11, 1 << 20])

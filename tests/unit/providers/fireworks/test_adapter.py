@@ -14,21 +14,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.wire.sse import SSEParser
-from providers.base import CHAT, COMPLETIONS, CallContext, Target
+from providers.base import CHAT, COMPLETIONS, Target
 from providers.fireworks import FireworksAdapter, fireworks_model
+from tests.unit.providers.fireworks import FIREWORKS, KEY
 
-KEY = "fw-secret-key"
-
-
-def adapter(**kw) -> FireworksAdapter:
-    return FireworksAdapter("fireworks", ProviderConfig(kind="fireworks", api_key=KEY, **kw))
-
-
-def ctx(**kw) -> CallContext:
-    return CallContext(client_model="fireworks/llama-v3p1-8b-instruct", **kw)
+adapter, ctx, run_stream = FIREWORKS.adapter, FIREWORKS.ctx, FIREWORKS.run_stream
 
 
 def test_golden_default_base_url_and_bearer():
@@ -121,18 +112,9 @@ CHAT_STREAM = stream(
 )
 
 
-def run(raw: bytes, c: CallContext, endpoint: str = CHAT, step: int = 7):
-    parser, tr = SSEParser(), adapter().stream_translator(endpoint, c)
-    out: list[bytes] = []
-    for i in range(0, len(raw), step):
-        for ev in parser.feed(raw[i : i + step]):
-            out.extend(tr.feed(ev))
-    return [orjson.loads(p) for p in out], tr
-
-
 @pytest.mark.parametrize("include", [False, True])
 def test_golden_last_chunk_usage(include):
-    chunks, tr = run(CHAT_STREAM, ctx(include_usage=include))
+    chunks, tr = run_stream(CHAT_STREAM, ctx(include_usage=include), 7)
     assert tr.finished is True and tr.usage == USAGE
     last = chunks[-1]
     # The client still gets the last chunk's content and finish_reason...
@@ -159,7 +141,7 @@ def test_golden_completions_stream_last_chunk_and_stop_kept():
             },
         ]
     )
-    chunks, tr = run(raw, ctx(), COMPLETIONS, step=5)
+    chunks, tr = run_stream(raw, ctx(), 5, COMPLETIONS)
     assert "".join(ch["choices"][0]["text"] for ch in chunks) == "1, 2, 3\n\n"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and "usage" not in chunks[-1]
     assert tr.usage == USAGE

@@ -1,14 +1,10 @@
-"""GeminiAdapter request/response translation, checked against Google's own documented examples.
+"""GeminiAdapter's request translation (chat and legacy completions), checked against Google's own documented examples.
 
 Each golden test names the page its Gemini-side JSON comes from. The OpenAI side is the request a
 client would send for the same conversation.
 """
 
 from __future__ import annotations
-
-import array
-import base64
-from typing import Any
 
 import orjson
 import pytest
@@ -17,34 +13,9 @@ from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, Target
 from providers.gemini import GeminiAdapter
+from tests.unit.providers.gemini import GEMINI, KEY
 
-KEY = "AIza-test-key-123"
-
-
-def adapter(**cfg: Any) -> GeminiAdapter:
-    return GeminiAdapter("gemini", ProviderConfig(kind="gemini", api_key=KEY, **cfg))
-
-
-def build(body: dict[str, Any], endpoint: str = CHAT, model: str = "gemini-2.0-flash", **cfg: Any):
-    ctx = CallContext(client_model="gemini/" + model, created=1700000000)
-    req = adapter(**cfg).build_request(endpoint, body, Target(model), ctx)
-    return req, orjson.loads(req.body), ctx
-
-
-def chat(messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"model": "gemini/gemini-2.0-flash", "messages": messages, **extra}
-
-
-def parse(payload: dict[str, Any], endpoint: str = CHAT, **extra: Any) -> dict[str, Any]:
-    ctx = CallContext(client_model="gemini/gemini-2.0-flash", created=1700000000, extra=extra)
-    return adapter().parse_response(endpoint, orjson.dumps(payload), ctx)
-
-
-def rejects(body: dict[str, Any], param: str, endpoint: str = CHAT) -> GatewayError:
-    with pytest.raises(GatewayError) as e:
-        build(body, endpoint)
-    assert e.value.status == 400 and e.value.param == param, (e.value.status, e.value.param, e.value.message)
-    return e.value
+build, chat, refused = GEMINI.built, GEMINI.chat, GEMINI.refused
 
 
 # -- URLs, credentials, model names ------------------------------------------------------------
@@ -215,11 +186,11 @@ def test_audio_and_file_parts():
 
 
 def test_bad_parts_name_their_place():
-    rejects(chat([{"role": "user", "content": [{"type": "video", "x": 1}]}]), "messages[0].content[0]")
+    refused(chat([{"role": "user", "content": [{"type": "video", "x": 1}]}]), param="messages[0].content[0]")
     bad_url = [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]
-    rejects(chat([{"role": "user", "content": bad_url}]), "messages[0].content[0].image_url.url")
-    rejects(chat([{"role": "function", "name": "f", "content": "x"}]), "messages[0].role")
-    rejects(chat([{"role": "system", "content": "only a system prompt"}]), "messages")
+    refused(chat([{"role": "user", "content": bad_url}]), param="messages[0].content[0].image_url.url")
+    refused(chat([{"role": "function", "name": "f", "content": "x"}]), param="messages[0].role")
+    refused(chat([{"role": "system", "content": "only a system prompt"}]), param="messages")
 
 
 LIGHT_TOOLS = [
@@ -394,20 +365,22 @@ def test_thought_signature_goes_back_with_its_call():
 
 def test_tool_message_errors():
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "not json"}}
-    rejects(
+    refused(
         chat([{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [call]}]),
-        "messages[1].tool_calls[0].function.arguments",
+        param="messages[1].tool_calls[0].function.arguments",
     )
-    rejects(
+    refused(
         chat([{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "nope", "content": "r"}]),
-        "messages[1].tool_call_id",
+        param="messages[1].tool_call_id",
     )
-    rejects(chat([{"role": "user", "content": "x"}], tools=[{"type": "web_search"}]), "tools[0]")
-    rejects(chat([{"role": "user", "content": "x"}], tool_choice="sometimes"), "tool_choice")
-    rejects(chat([{"role": "user", "content": "x"}], tool_choice={"type": "function", "function": {}}), "tool_choice")
-    rejects(
+    refused(chat([{"role": "user", "content": "x"}], tools=[{"type": "web_search"}]), param="tools[0]")
+    refused(chat([{"role": "user", "content": "x"}], tool_choice="sometimes"), param="tool_choice")
+    refused(
+        chat([{"role": "user", "content": "x"}], tool_choice={"type": "function", "function": {}}), param="tool_choice"
+    )
+    refused(
         chat([{"role": "user", "content": "x"}], tool_choice={"type": "allowed_tools", "allowed_tools": "x"}),
-        "tool_choice",
+        param="tool_choice",
     )
 
 
@@ -427,7 +400,7 @@ def test_golden_json_mode_and_schema():
     assert payload["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}
     _, payload, _ = build(chat([{"role": "user", "content": "x"}], response_format={"type": "text"}))
     assert "generationConfig" not in payload
-    rejects(chat([{"role": "user", "content": "x"}], response_format={"type": "yaml"}), "response_format")
+    refused(chat([{"role": "user", "content": "x"}], response_format={"type": "yaml"}), param="response_format")
 
 
 def test_remaining_generation_fields():
@@ -475,7 +448,7 @@ def test_remaining_generation_fields():
     ],
 )
 def test_fields_without_a_gemini_meaning_are_refused(field, value):
-    e = rejects(chat([{"role": "user", "content": "x"}], **{field: value}), field)
+    e = refused(chat([{"role": "user", "content": "x"}], **{field: value}), param=field)
     assert e.code == "unsupported_parameter"
 
 
@@ -506,7 +479,7 @@ def test_completions_prompt():
 )
 def test_completions_refusals(field, value):
     body = {"model": "m", "prompt": "p", field: value}
-    rejects(body, field, COMPLETIONS)
+    refused(body, COMPLETIONS, param=field)
 
 
 def test_completions_images_fill_the_markers():
@@ -518,363 +491,6 @@ def test_completions_images_fill_the_markers():
         {"inlineData": {"mimeType": "image/png", "data": "iVBOR"}},
         {"text": " briefly."},
     ]
-    rejects({"model": "m", "prompt": "no marker", "images": ["data:image/png;base64,iVBOR"]}, "images", COMPLETIONS)
-
-
-# -- responses (golden) ------------------------------------------------------------------------
-
-SAFETY = [
-    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
-    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
-]
-
-
-def test_golden_text_response_with_thinking_usage():
-    # https://firebase.google.com/docs/ai-logic/server-prompt-templates/get-started ("example test response").
-    payload = {
-        "candidates": [
-            {
-                "content": {"parts": [{"text": "```\n---\n **INVOICE**\n---\n```"}], "role": "model"},
-                "finishReason": "STOP",
-                "index": 0,
-            }
-        ],
-        "usageMetadata": {
-            "promptTokenCount": 34,
-            "candidatesTokenCount": 418,
-            "totalTokenCount": 890,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 34}],
-            "thoughtsTokenCount": 438,
-        },
-        "modelVersion": "gemini-3-flash-preview",
-        "responseId": "3w4Vad6yF-y1vdIP_q_zgAw",
-    }
-    out = parse(payload)
-    assert out == {
-        "id": "chatcmpl-3w4Vad6yF-y1vdIP_q_zgAw",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": "gemini/gemini-2.0-flash",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "```\n---\n **INVOICE**\n---\n```", "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        # Thinking tokens are billed as output: completion = 418 + 438, and the total matches Google's 890.
-        "usage": {
-            "prompt_tokens": 34,
-            "completion_tokens": 856,
-            "total_tokens": 890,
-            "completion_tokens_details": {"reasoning_tokens": 438},
-        },
-    }
-
-
-def test_golden_function_call_response():
-    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Function_calling_REST.ipynb
-    # ("Single-turn curl sample" output): a functionCall with finishReason STOP.
-    payload = {
-        "candidates": [
-            {
-                "content": {
-                    "parts": [
-                        {
-                            "functionCall": {
-                                "name": "find_theaters",
-                                "args": {"movie": "Barbie", "location": "Mountain View, CA"},
-                            }
-                        }
-                    ],
-                    "role": "model",
-                },
-                "finishReason": "STOP",
-                "index": 0,
-                "safetyRatings": SAFETY,
-            }
-        ],
-        "promptFeedback": {"safetyRatings": SAFETY},
-    }
-    out = parse(payload)
-    choice = out["choices"][0]
-    assert choice["finish_reason"] == "tool_calls"
-    assert choice["message"]["content"] is None
-    (call,) = choice["message"]["tool_calls"]
-    assert call["id"].startswith("call_") and len(call["id"]) > 10
-    assert call["type"] == "function"
-    assert call["function"] == {
-        "name": "find_theaters",
-        "arguments": '{"movie":"Barbie","location":"Mountain View, CA"}',
-    }
-    assert "extra_content" not in call and "usage" not in out
-
-
-def test_thought_signature_is_handed_out_and_thoughts_are_not_content():
-    payload = {
-        "candidates": [
-            {
-                "content": {
-                    "parts": [
-                        {"text": "I should check the weather.", "thought": True},
-                        {
-                            "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
-                            "thoughtSignature": "CiQB",
-                        },
-                    ],
-                    "role": "model",
-                },
-                "finishReason": "STOP",
-            }
-        ]
-    }
-    msg = parse(payload)["choices"][0]["message"]
-    assert msg["content"] is None
-    assert msg["tool_calls"][0]["extra_content"] == {"google": {"thought_signature": "CiQB"}}
-
-
-def test_golden_multi_turn_text_response():
-    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Function_calling_REST.ipynb (turn 2 output)
-    text = "OK. I found two theaters in Mountain View that are showing the Barbie movie: AMC Mountain View 16 and Regal Edwards 14."
-    payload = {
-        "candidates": [
-            {
-                "content": {"parts": [{"text": text}], "role": "model"},
-                "finishReason": "STOP",
-                "index": 0,
-                "safetyRatings": SAFETY,
-            }
-        ]
-    }
-    assert parse(payload)["choices"][0]["message"]["content"] == text
-
-
-def test_candidates_become_choices_in_index_order():
-    payload = {
-        "candidates": [
-            {
-                "content": {"parts": [{"text": "b"}, {"text": "b2"}], "role": "model"},
-                "finishReason": "MAX_TOKENS",
-                "index": 1,
-            },
-            {"content": {"parts": [{"text": "a"}], "role": "model"}, "finishReason": "SAFETY"},
-        ],
-        "usageMetadata": {
-            "promptTokenCount": 3,
-            "candidatesTokenCount": 4,
-            "totalTokenCount": 7,
-            "cachedContentTokenCount": 2,
-        },
-    }
-    out = parse(payload)
-    assert [(c["index"], c["message"]["content"], c["finish_reason"]) for c in out["choices"]] == [
-        (0, "a", "content_filter"),
-        (1, "bb2", "length"),
-    ]
-    assert out["usage"] == {
-        "prompt_tokens": 3,
-        "completion_tokens": 4,
-        "total_tokens": 7,
-        "prompt_tokens_details": {"cached_tokens": 2},
-    }
-
-
-@pytest.mark.parametrize(
-    ("reason", "expected"),
-    [
-        ("STOP", "stop"),
-        ("MAX_TOKENS", "length"),
-        ("SAFETY", "content_filter"),
-        ("RECITATION", "content_filter"),
-        ("BLOCKLIST", "content_filter"),
-        ("PROHIBITED_CONTENT", "content_filter"),
-        ("SPII", "content_filter"),
-        ("OTHER", "stop"),
-        ("MALFORMED_FUNCTION_CALL", "stop"),
-    ],
-)
-def test_finish_reasons(reason, expected):
-    # https://ai.google.dev/api/generate-content#FinishReason
-    payload = {"candidates": [{"content": {"parts": [{"text": "x"}], "role": "model"}, "finishReason": reason}]}
-    assert parse(payload)["choices"][0]["finish_reason"] == expected
-
-
-def test_golden_blocked_prompt_is_a_400_content_filter():
-    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Safety_REST.ipynb ("Prompt Feedback"):
-    # a blocked prompt has promptFeedback.blockReason and no candidates.
-    payload = {
-        "promptFeedback": {
-            "blockReason": "SAFETY",
-            "safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT", "probability": "MEDIUM"}],
-        }
-    }
-    with pytest.raises(GatewayError) as e:
-        parse(payload)
-    err = e.value
-    assert (err.status, err.type, err.code, err.param) == (400, "invalid_request_error", "content_filter", "messages")
-    assert "SAFETY" in err.message and err.message.startswith("gemini: ")
-    with pytest.raises(GatewayError) as e:
-        parse(payload, COMPLETIONS)
-    assert e.value.param == "prompt"
-
-
-@pytest.mark.parametrize("body", [b"not json", b"[1]", b'{"candidates": "x"}', b"{}"])
-def test_malformed_responses_are_502(body):
-    ctx = CallContext("gemini/m")
-    with pytest.raises(GatewayError) as e:
-        adapter().parse_response(CHAT, body, ctx)
-    assert e.value.status == 502 and e.value.code == "upstream_bad_response"
-
-
-def test_logprobs_result():
-    # LogprobsResult: https://ai.google.dev/api/generate-content#LogprobsResult
-    cand = {
-        "content": {"parts": [{"text": "Hi there"}], "role": "model"},
-        "finishReason": "STOP",
-        "logprobsResult": {
-            "topCandidates": [
-                {"candidates": [{"token": "Hi", "logProbability": -0.1}, {"token": "Hello", "logProbability": -2.5}]},
-                {"candidates": [{"token": " there", "logProbability": -0.2}]},
-            ],
-            "chosenCandidates": [{"token": "Hi", "logProbability": -0.1}, {"token": " there", "logProbability": -0.2}],
-        },
-    }
-    lp = parse({"candidates": [cand]})["choices"][0]["logprobs"]
-    assert lp["content"][0] == {
-        "token": "Hi",
-        "logprob": -0.1,
-        "bytes": [72, 105],
-        "top_logprobs": [
-            {"token": "Hi", "logprob": -0.1, "bytes": [72, 105]},
-            {"token": "Hello", "logprob": -2.5, "bytes": list(b"Hello")},
-        ],
-    }
-    clp = parse({"candidates": [cand]}, COMPLETIONS)["choices"][0]["logprobs"]
-    assert clp == {
-        "tokens": ["Hi", " there"],
-        "token_logprobs": [-0.1, -0.2],
-        "top_logprobs": [{"Hi": -0.1, "Hello": -2.5}, {" there": -0.2}],
-        "text_offset": [0, 2],
-    }
-
-
-def test_completion_response_shape():
-    payload = {
-        "candidates": [
-            {"content": {"parts": [{"text": " there was a cat."}], "role": "model"}, "finishReason": "STOP"}
-        ],
-        "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 5, "totalTokenCount": 9},
-    }
-    out = parse(payload, COMPLETIONS)
-    assert out["object"] == "text_completion" and out["id"].startswith("cmpl-")
-    assert out["choices"] == [{"text": " there was a cat.", "index": 0, "logprobs": None, "finish_reason": "stop"}]
-    assert out["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
-
-
-# -- embeddings (golden) -----------------------------------------------------------------------
-
-
-def test_golden_embed_requests():
-    # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Embeddings_REST.ipynb
-    # ("Embed content" and "Batch embed content"), with outputDimensionality from
-    # https://ai.google.dev/api/embeddings#method:-models.embedcontent
-    _, payload, ctx = build({"model": "x", "input": "Hello world"}, EMBEDDINGS, model="embedding-001")
-    assert payload == {"model": "models/embedding-001", "content": {"parts": [{"text": "Hello world"}]}}
-    questions = ["What is the meaning of life?", "How much wood would a woodchuck chuck?", "How does the brain work?"]
-    _, payload, ctx = build({"model": "x", "input": questions, "dimensions": 256}, EMBEDDINGS, model="embedding-001")
-    assert payload == {
-        "requests": [
-            {"model": "models/embedding-001", "outputDimensionality": 256, "content": {"parts": [{"text": q}]}}
-            for q in questions
-        ]
-    }
-    assert ctx.extra["count"] == 3
-
-
-def test_embedding_token_inputs_and_unknown_fields_are_refused():
-    rejects({"model": "x", "input": [1, 2, 3]}, "input", EMBEDDINGS)
-    rejects({"model": "x", "input": [[1, 2]]}, "input", EMBEDDINGS)
-    rejects({"model": "x", "input": "a", "task": "search"}, "task", EMBEDDINGS)
-
-
-def test_golden_embed_responses_float_and_base64():
-    # Embeddings_REST.ipynb outputs: {"embedding": {"values": [...]}} and {"embeddings": [{"values": [...]}]}.
-    values = [0.04703258, -0.040190056, -0.029026963, -8.3654784e-05]
-    _, _, ctx = build({"model": "x", "input": "Hello world"}, EMBEDDINGS, model="embedding-001")
-    out = adapter().parse_response(EMBEDDINGS, orjson.dumps({"embedding": {"values": values}}), ctx)
-    # ~4 characters a token (https://ai.google.dev/gemini-api/docs/tokens): "Hello world" is 11 chars -> 3.
-    assert out == {
-        "object": "list",
-        "data": [{"object": "embedding", "index": 0, "embedding": values}],
-        "model": "gemini/embedding-001",
-        "usage": {"prompt_tokens": 3, "total_tokens": 3},
-    }
-    body = {"model": "x", "input": ["a", "b"], "encoding_format": "base64"}
-    _, _, ctx = build(body, EMBEDDINGS, model="embedding-001")
-    batch = {"embeddings": [{"values": values}, {"values": [1.0, -2.5]}]}
-    out = adapter().parse_response(EMBEDDINGS, orjson.dumps(batch), ctx)
-    # Decoded exactly as the OpenAI SDK does (array('f') of the base64 bytes).
-    decoded = [array.array("f", base64.b64decode(d["embedding"])).tolist() for d in out["data"]]
-    assert decoded[0] == pytest.approx(values, rel=1e-6) and decoded[1] == [1.0, -2.5]
-    assert base64.b64decode(out["data"][1]["embedding"]) == bytes.fromhex("0000803f000020c0")  # little-endian f32
-    with pytest.raises(GatewayError) as e:
-        adapter().parse_response(EMBEDDINGS, orjson.dumps({"embeddings": [{"values": values}]}), ctx)
-    assert e.value.status == 502
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-def test_google_error_body():
-    # Google's error model (https://cloud.google.com/apis/design/errors) with the statuses of
-    # https://ai.google.dev/gemini-api/docs/troubleshooting
-    body = {
-        "error": {
-            "code": 400,
-            "message": "API key not valid. Please pass a valid API key.",
-            "status": "INVALID_ARGUMENT",
-        }
-    }
-    e = adapter().parse_error(400, orjson.dumps(body))
-    assert (e.status, e.type, e.code) == (400, "invalid_request_error", "INVALID_ARGUMENT")
-    assert e.message == "gemini: API key not valid. Please pass a valid API key."
-    e = adapter().parse_error(
-        403, orjson.dumps({"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}})
+    refused(
+        {"model": "m", "prompt": "no marker", "images": ["data:image/png;base64,iVBOR"]}, COMPLETIONS, param="images"
     )
-    assert (e.status, e.type, e.code) == (403, "permission_error", "PERMISSION_DENIED")
-    e = adapter().parse_error(
-        503, orjson.dumps({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})
-    )
-    assert (e.status, e.code) == (503, "UNAVAILABLE")
-
-
-def test_resource_exhausted_is_429_with_retry_after():
-    body = {
-        "error": {
-            "code": 429,
-            "message": "You exceeded your current quota, please check your plan and billing details.",
-            "status": "RESOURCE_EXHAUSTED",
-            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12.5s"}],
-        }
-    }
-    e = adapter().parse_error(429, orjson.dumps(body))
-    assert (e.status, e.type, e.code, e.headers) == (
-        429,
-        "rate_limit_exceeded",
-        "RESOURCE_EXHAUSTED",
-        {"Retry-After": "13"},
-    )
-    # The status decides even if a proxy in between changed the HTTP code.
-    assert (
-        adapter().parse_error(400, orjson.dumps({"error": {"message": "quota", "status": "RESOURCE_EXHAUSTED"}})).status
-        == 429
-    )
-
-
-def test_non_json_and_wrapped_errors():
-    e = adapter().parse_error(502, b"<html>Bad Gateway</html>")
-    assert e.status == 502 and "Bad Gateway" in e.message
-    wrapped = [{"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}}]
-    e = adapter().parse_error(404, orjson.dumps(wrapped))
-    assert (e.status, e.type, e.code) == (404, "not_found_error", "NOT_FOUND")

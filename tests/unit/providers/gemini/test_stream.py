@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
 from gateway.wire.sse import SSEParser
 from providers.base import CHAT, COMPLETIONS, CallContext, SSEEvent
-from providers.gemini import GeminiAdapter, GeminiStream
+from providers.gemini import GeminiStream
+from tests.unit.providers.gemini import GEMINI
 
 # The first frame of https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Streaming_REST.ipynb
 # ("Stream Generate Content" output, alt=sse), byte for byte: note the CRLF line ends.
@@ -36,10 +36,9 @@ COOKBOOK_FRAME = (
 
 
 def translator(endpoint: str = CHAT, n: int = 1, include_usage: bool = False) -> GeminiStream:
-    a = GeminiAdapter("gemini", ProviderConfig(kind="gemini", api_key="k"))
     ctx = CallContext(client_model="gemini/gemini-2.0-flash", include_usage=include_usage, created=1700000000)
     ctx.extra["n"] = n
-    return a.stream_translator(endpoint, ctx)
+    return GEMINI.adapter().stream_translator(endpoint, ctx)
 
 
 def sse(frames: list[dict[str, Any]]) -> bytes:

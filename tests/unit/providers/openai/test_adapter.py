@@ -12,9 +12,9 @@ import pytest
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.wire.sse import SSEParser
-from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, CallContext, SSEEvent, Target
+from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, SSEEvent, Target
 from providers.openai import OpenAIAdapter
+from tests.unit.providers.openai import OPENAI
 
 DOC_RESPONSE = {
     "id": "chatcmpl-123",
@@ -46,14 +46,7 @@ DOC_STREAM = (
 )
 
 
-def adapter(**kw) -> OpenAIAdapter:
-    return OpenAIAdapter(
-        "openai", ProviderConfig(kind="openai", base_url="https://api.openai.com/v1/", api_key="sk-up", **kw)
-    )
-
-
-def ctx(**kw) -> CallContext:
-    return CallContext(client_model="openai/gpt-4o-mini", **kw)
+adapter, ctx, run_stream = OPENAI.adapter, OPENAI.ctx, OPENAI.run_stream
 
 
 def test_build_request_replaces_model_and_forces_stream_usage():
@@ -96,27 +89,16 @@ def test_bad_response_is_502(payload):
     assert e.value.status == 502 and e.value.code == "upstream_bad_response"
 
 
-def run_stream(raw: bytes, include_usage: bool, step: int | None = None) -> tuple[list[dict], object]:
-    t = adapter().stream_translator(CHAT, ctx(include_usage=include_usage))
-    p = SSEParser()
-    out: list[bytes] = []
-    pieces = [raw[i : i + step] for i in range(0, len(raw), step)] if step else [raw]
-    for piece in pieces:
-        for ev in p.feed(piece):
-            out.extend(t.feed(ev))
-    return [orjson.loads(o) for o in out], t
-
-
 @pytest.mark.parametrize("step", [None, 1, 7])
 def test_documented_stream_with_usage(step):
-    chunks, t = run_stream(DOC_STREAM, include_usage=True, step=step)
+    chunks, t = run_stream(DOC_STREAM, ctx(include_usage=True), step)
     assert t.finished and t.usage == {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}
     assert len(chunks) == 4 and all(c["model"] == "openai/gpt-4o-mini" for c in chunks)
     assert chunks[1]["choices"][0]["delta"]["content"] == "Hello" and chunks[-1]["choices"] == []
 
 
 def test_usage_chunk_hidden_from_client_that_did_not_ask():
-    chunks, t = run_stream(DOC_STREAM, include_usage=False)
+    chunks, t = run_stream(DOC_STREAM, ctx(include_usage=False))
     assert len(chunks) == 3 and all("usage" not in c for c in chunks)
     assert t.usage["completion_tokens"] == 1  # still accounted
 
