@@ -29,8 +29,8 @@ from gateway.pipeline.tokens import (
     measure_chat,
     tokenizer_for,
 )
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 COOKBOOK = "https://cookbook.openai.com/examples/how_to_count_tokens_with_tiktoken"
 
 

@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,10 +29,10 @@ from gateway.errors import GatewayError
 from gateway.pipeline import limits as limits_mod
 from gateway.pipeline.limits import EMPTY, Admission, Limiter, format_duration, retry_after
 from tests.e2e.conftest import cluster  # noqa: F401  (a real 3-node Redis Cluster fixture)
+from tests.support import ROOT
 from tests.support.redis import REDIS_URL
 from tests.support.servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 MODES = ["memory", "redis"]
 DURATION = re.compile(r"^(\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s)$")
 

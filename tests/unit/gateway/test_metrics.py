@@ -15,6 +15,7 @@ from gateway.accounting.accountant import Accountant
 from gateway.accounting.metrics import EXPORTED, LATENCY_BUCKETS, MULTIPROC_ENV, Metrics, prepare_multiprocess_dir
 from gateway.accounting.usage.record import UsageRecord
 from gateway.config import MetricsConfig
+from tests.support import ROOT
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v4/beta/completions", "/v1/embeddings")
 
@@ -209,7 +210,7 @@ def _run(code: str, env: dict[str, str], *args: str) -> str:
 
 
 def test_multiprocess_workers_add_up_and_dead_workers_leave_the_live_gauges(tmp_path: Path) -> None:
-    env = {**os.environ, MULTIPROC_ENV: str(tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path), "PYTHONPATH": str(ROOT)}
     _run(WORKER, env, "3", "clean")  # exits cleanly: mark_process_dead
     _run(WORKER, env, "4", "crash")  # exits without clean-up: reaped by the next reader
     text = _run(RENDER, env)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from gateway.cli import main
 from gateway.config import ConfigError, default_config, load_config, parse_config
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ENV = {
     "TEAM_A_KEY": "sk-a",
     "TEAM_B_KEY_SHA256": "0" * 64,
