@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         folder = item.path.relative_to(here).parts[0] if item.path.is_relative_to(here) else None
         if folder in MARKED_FOLDERS:
             item.add_marker(MARKED_FOLDERS[folder])
-
-
-@pytest.fixture
-def redis_prefix() -> str:
-    """A key prefix unique to this test, so tests never see each other's keys."""
-    return f"sytest:{uuid.uuid4().hex[:12]}:"

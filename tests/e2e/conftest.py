@@ -19,6 +19,7 @@ the shared Redis and a private 3-node Redis Cluster.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -161,6 +162,12 @@ def client(gateway: ServerThread) -> openai.OpenAI:
 
 
 # -- Redis ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix unique to this test, so tests never see each other's keys."""
+    return f"sytest:{uuid.uuid4().hex[:12]}:"
 
 
 @pytest.fixture
