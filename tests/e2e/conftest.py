@@ -13,8 +13,8 @@ A test gets a running gateway in front of a simulated upstream from three fixtur
 - ``gateway_for(cfg)`` starts a gateway from any config, ``sdk(gw)`` makes a client for any gateway.
 
 ``fault`` is the misbehaving upstream of ``simulators.faults``; ``H`` the client's auth header.
-``redis_prefix`` gives a test its own Redis keys and deletes them; ``shared_redis`` and ``cluster`` are
-the shared Redis and a private 3-node Redis Cluster.
+``redis_prefix`` gives a test its own keys in the shared Redis and deletes them (``redis_prefixes`` a
+module fixture's); ``shared_redis`` and ``cluster`` are the shared Redis and a private 3-node Redis Cluster.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from simulators.faults import FaultUpstream
 from simulators.server import MockUpstream
 from tests.support import wait_until
 from tests.support.recorder import Recorder
-from tests.support.redis import REDIS_URL, RedisProcess, cluster_port, delete_prefix
+from tests.support.redis import REDIS_URL, RedisProcess, cluster_port, forget_prefixes
 from tests.support.servers import ServerThread
 
 CLIENT_KEY = "sk-test-client-key-1"
@@ -164,22 +164,41 @@ def client(gateway: ServerThread) -> openai.OpenAI:
 # -- Redis ------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def redis_prefixes() -> Iterator[Callable[[], str]]:
+    """Hands out key prefixes for the shared Redis, each unique; deletes every key under them at the end.
+
+    The end of the session comes after every gateway has stopped, so this also takes what one wrote
+    while stopping (its last usage batch), after its test's own ``redis_prefix`` clean-up had run.
+    """
+    issued: list[str] = []
+
+    def new() -> str:
+        prefix = f"sytest:{uuid.uuid4().hex[:12]}:"
+        issued.append(prefix)
+        return prefix
+
+    yield new
+    forget_prefixes(issued)
+
+
 @pytest.fixture
-def redis_prefix() -> str:
-    """A key prefix unique to this test, so tests never see each other's keys."""
-    return f"sytest:{uuid.uuid4().hex[:12]}:"
+def redis_prefix(redis_prefixes: Callable[[], str]) -> Iterator[str]:
+    """A key prefix unique to this test, so tests never see each other's keys; its keys are deleted after."""
+    prefix = redis_prefixes()
+    yield prefix
+    forget_prefixes([prefix])
 
 
 @pytest.fixture
 def shared_redis(redis_prefix: str) -> Iterator[redis.Redis]:
-    """A client of the shared test Redis; this test's keys are deleted afterwards."""
+    """A client of the shared test Redis (``redis_prefix`` deletes this test's keys afterwards)."""
     r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         r.ping()
     except redis.RedisError:
         pytest.skip(f"no Redis at {REDIS_URL}")
     yield r
-    delete_prefix(r, redis_prefix)
     r.close()
 
 

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -293,27 +292,23 @@ def test_filtered_lists_page_through_only_the_callers_objects(gw: ServerThread) 
     assert [f.id for f in a.files.list(limit=3, order="asc")] == mine
 
 
-def test_two_replicas_share_ownership_through_redis(up: FilesUpstream, gateway_for: GatewayFor) -> None:
+def test_two_replicas_share_ownership_through_redis(
+    up: FilesUpstream, gateway_for: GatewayFor, redis_prefix: str
+) -> None:
     redis = pytest.importorskip("redis")
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
     except Exception:
         pytest.skip("no Redis at " + REDIS_URL)
-    prefix = f"sytest:{uuid.uuid4().hex[:12]}:"
+    prefix = redis_prefix  # its keys are deleted after the test, and again once both replicas have stopped
     cfg = config(up, usage={"redis_url": REDIS_URL, "prefix": prefix, "flush_interval": 0.02})
     one, two = gateway_for(cfg), gateway_for(cfg)
-    try:
-        f = upload(sdk(one))
-        assert sdk(two).files.retrieve(f.id).id == f.id
-        with pytest.raises(openai.NotFoundError):
-            sdk(two, OTHER_KEY).files.retrieve(f.id)
-        r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-        assert r.get(f"{prefix}obj:{f.id}") == "team-a"
-    finally:
-        r = redis.Redis.from_url(REDIS_URL)
-        keys = list(r.scan_iter(prefix + "*"))
-        if keys:
-            r.delete(*keys)
+    f = upload(sdk(one))
+    assert sdk(two).files.retrieve(f.id).id == f.id
+    with pytest.raises(openai.NotFoundError):
+        sdk(two, OTHER_KEY).files.retrieve(f.id)
+    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    assert r.get(f"{prefix}obj:{f.id}") == "team-a"
 
 
 # -- errors --------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import redis
 from gateway.pipeline.state import State
 from tests.e2e.conftest import sdk
 from tests.support import ROOT
-from tests.support.redis import REDIS_URL
+from tests.support.redis import REDIS_URL, forget_prefixes
 from tests.support.servers import free_port
 
 LIMITED_KEY = "sk-e2e-limited"
@@ -65,9 +65,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+def gateways(tmp_path_factory: pytest.TempPathFactory, redis_prefixes: Callable[[], str]) -> Iterator[list[str]]:
     """Two gateway processes with the same config: one Redis, one key limited to 5 requests a minute."""
-    prefix = f"sytest:e2e:{time.time_ns()}:"
+    prefix = redis_prefixes()
     cfg = {
         "server": {"access_log": False, "workers": 1},
         "keys": [
@@ -94,9 +94,7 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
-        r = redis.Redis.from_url(REDIS_URL)
-        for k in r.scan_iter(match=prefix + "*", count=1000):
-            r.delete(k)
+        forget_prefixes([prefix])  # once both have stopped
 
 
 def _call(url: str, key: str) -> Any:

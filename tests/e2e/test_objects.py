@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 
@@ -12,12 +11,12 @@ from tests.support.redis import REDIS_URL
 from tests.unit.gateway.test_objects import owners_contract  # the contract MemoryOwners meets too
 
 
-def test_redis_owners_layout() -> None:
+def test_redis_owners_layout(redis_prefix: str) -> None:
     redis = pytest.importorskip("redis")
     from gateway.accounting.usage.redis_store import RedisStore
     from gateway.config import UsageConfig
 
-    prefix = f"sytest:{uuid.uuid4().hex[:12]}:"
+    prefix = redis_prefix
 
     async def run() -> None:
         store = RedisStore(UsageConfig(redis_url=REDIS_URL, prefix=prefix))
@@ -33,7 +32,6 @@ def test_redis_owners_layout() -> None:
             assert await r.get(f"{prefix}obj:file-syzz") == "team-a"
             assert await r.ttl(f"{prefix}obj:file-syzz") == -1  # no expiry: objects live until deleted
         finally:
-            await r.delete(*[k async for k in r.scan_iter(prefix + "*")])
             await r.aclose()
             await store.close()
 

@@ -31,6 +31,20 @@ def delete_prefix(r: redis.Redis, prefix: str) -> None:
         r.delete(*keys)
 
 
+def forget_prefixes(prefixes: list[str]) -> None:
+    """Delete every key under ``prefixes`` in the shared Redis (nothing to do when it does not answer)."""
+    if not prefixes:
+        return
+    r = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=5)
+    try:
+        for prefix in prefixes:
+            delete_prefix(r, prefix)
+    except redis.ConnectionError:
+        pass
+    finally:
+        r.close()
+
+
 class RedisProcess:
     """A private ``redis-server`` on a loopback port: these tests may stop and restart it."""
 
