@@ -1,6 +1,6 @@
 """The e2e fixtures: simulated upstreams, the real gateway under uvicorn on loopback, the SDK, Redis.
 
-A test gets a running gateway in front of a simulated upstream from three fixtures:
+A test gets a running gateway in front of a simulated upstream from these fixtures:
 
 - ``upstream``: module-scoped, speaking ``dialect``. ``dialect`` is ``openai`` unless a module
   overrides the fixture (``@pytest.fixture(scope="module") def dialect(): return "gemini"``) or a test
@@ -11,6 +11,9 @@ A test gets a running gateway in front of a simulated upstream from three fixtur
   (a module overrides it to add models or settings); ``gateway``: the gateway started from it;
   ``client``: an ``openai.OpenAI`` for that gateway.
 - ``gateway_for(cfg)`` starts a gateway from any config, ``sdk(gw)`` makes a client for any gateway.
+
+A new dialect's first e2e test is a parameter: its name in ``SIMULATED`` (or ``RECORDED``), then
+``dialect`` overridden in its module or parametrized, as tests/e2e/test_anthropic.py does.
 
 ``fault`` is the misbehaving upstream of ``simulators.faults``; ``H`` the client's auth header.
 ``redis_prefix`` gives a test its own keys in the shared Redis and deletes them (``redis_prefixes`` a

@@ -19,8 +19,7 @@ import redis
 
 from gateway.accounting.usage.redis_store import RedisStore
 from gateway.config import UsageConfig
-from tests.support import wait_until
-from tests.support.servers import free_port
+from tests.support import free_port, wait_until
 
 REDIS_URL = os.environ.get("SWITCHYARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
 

@@ -20,8 +20,8 @@ import pytest
 from gateway.config import Limits
 from gateway.errors import GatewayError
 from gateway.pipeline.limits import EMPTY, Admission, Limiter, format_duration, retry_after
+from tests.support import free_port
 from tests.support.redis import REDIS_URL
-from tests.support.servers import free_port
 
 DURATION = re.compile(r"^(\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s)$")
 
