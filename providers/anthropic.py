@@ -42,7 +42,7 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
 # Anthropic requires max_tokens. Without one from the request or the model's config, chat gets 4096
 # (room for a long answer, within every current Claude model's output limit) and legacy completions
-# keep OpenAI's documented default of 16 (seed 000), so answers are as long as on OpenAI.
+# keep OpenAI's documented default of 16, so answers are as long as on OpenAI.
 DEFAULT_MAX_TOKENS = {CHAT: 4096, COMPLETIONS: 16}
 # The forced tool that carries a json_object answer: Anthropic has no schemaless JSON mode, and its
 # tool-use docs show this pattern for JSON output. Its input comes back as the message content.
@@ -202,7 +202,7 @@ class _Build:
                     "missing_required_parameter",
                 )
         elif kind == "json_object":
-            schema = rf.get("schema")  # the Fireworks-style completions form (seed 001) may carry one
+            schema = rf.get("schema")  # the Fireworks-style completions form may carry one
             if schema is not None and not isinstance(schema, dict):
                 raise invalid(
                     "Invalid type for 'response_format.schema': expected an object.", "response_format.schema"
@@ -422,7 +422,7 @@ CHAT_PARAMS: dict[str, Handler] = {
     "parallel_tool_calls": _skip,  # false -> tool_choice.disable_parallel_tool_use
     "response_format": _skip,  # json_schema -> output_config.format; json_object -> forced tool
     "stream_options": _skip,  # the gateway's: usage comes from message_start/message_delta
-    "context_length_exceeded_behavior": _skip,  # the gateway's own (DESIGN §1), never forwarded
+    "context_length_exceeded_behavior": _skip,  # the gateway's own (docs/reference.md), never forwarded
     "stream": _stream,  # -> stream
     "temperature": _temperature,  # -> temperature, 0..1 on Anthropic
     "top_p": _same,  # -> top_p

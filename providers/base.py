@@ -1,4 +1,4 @@
-"""The adapter interface every dialect implements (DESIGN §2).
+"""The adapter interface every dialect implements (README "Architecture").
 
 An adapter is pure translation: OpenAI-shaped request dict in, ``UpstreamRequest`` out;
 upstream payload in, OpenAI-shaped dict out; upstream SSE events in, OpenAI chunk payloads

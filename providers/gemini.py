@@ -352,7 +352,7 @@ def _response_format(req: _Request, value: Any) -> None:
         return
     if kind == "json_object":
         req.generation["responseMimeType"] = "application/json"
-        if isinstance(value.get("schema"), dict):  # the Fireworks-style schema (seed 001)
+        if isinstance(value.get("schema"), dict):  # the Fireworks-style schema
             req.generation["responseJsonSchema"] = value["schema"]
         return
     if kind == "json_schema" and isinstance(value.get("json_schema"), dict):
@@ -493,7 +493,7 @@ def _images(req: _Request, value: Any) -> None:
 
 
 def _with_images(prompt: str, images: list[Any]) -> list[dict[str, Any]]:
-    """Fireworks-style ``images`` (seed 001): data URLs that fill the prompt's ``<image>`` markers."""
+    """Fireworks-style ``images``: data URLs that fill the prompt's ``<image>`` markers."""
     pieces = prompt.split("<image>")
     if len(pieces) - 1 != len(images):
         raise GatewayError(

@@ -1,4 +1,4 @@
-"""Retries, fallback, weighted choice and circuit breakers (DESIGN §1 "Resilience settings")."""
+"""Retries, fallback, weighted choice and circuit breakers (docs/config.md "providers", docs/errors.md "Retries and fallback")."""
 
 from __future__ import annotations
 
