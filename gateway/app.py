@@ -273,11 +273,14 @@ def load_or_default(path: str | None) -> tuple[Config, bool]:
     return default_config(), True
 
 
+DEMO_ANNOUNCED_ENV = "SWITCHYARD_DEMO_ANNOUNCED"  # set by `serve`, whose listening line already names the demo key
+
+
 def create_app(cfg: Config | None = None) -> Gateway:
     """App factory (uvicorn ``--factory``): reads $SWITCHYARD_CONFIG when no config is given."""
     if cfg is None:
         cfg, is_default = load_or_default(None)
-        if is_default:
+        if is_default and not os.environ.get(DEMO_ANNOUNCED_ENV):
             log.warning(
                 "no config given: serving the built-in mock provider with the demo key "
                 "'sk-switchyard-demo' and an in-process usage store (not for production)"

@@ -1,4 +1,4 @@
-"""``switchyard``: serve, check-config, hash-key, mock-upstream (DESIGN §1)."""
+"""``switchyard``: serve, check-config, hash-key, mock-upstream (README "Command line")."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import argparse
 import hashlib
 import logging
 import os
+import socket
 import sys
 
 from gateway import lifecycle
-from gateway.config import ConfigError, load_config, summary
+from gateway.config import DEMO_KEY, Config, ConfigError, load_config, summary
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.accounting.metrics import prepare_multiprocess_dir
-    from gateway.app import load_or_default
+    from gateway.app import DEMO_ANNOUNCED_ENV, load_or_default
 
     path = args.config or os.environ.get("SWITCHYARD_CONFIG")
     try:
@@ -32,8 +33,14 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else cfg.server.port
     workers = args.workers or int(os.environ.get("SWITCHYARD_WORKERS", 0) or 0) or cfg.server.workers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = _cannot_bind(host, port)
+    if problem:
+        print(f"switchyard: cannot listen on {_origin(host, port)}: {problem}", file=sys.stderr)
+        return 1
     if is_default:
-        os.environ.pop("SWITCHYARD_CONFIG", None)  # the factory then logs the demo warning
+        os.environ.pop("SWITCHYARD_CONFIG", None)
+        os.environ[DEMO_ANNOUNCED_ENV] = "1"  # this line says it all; the factory need not warn again
+    print(listening_line(cfg, None if is_default else os.path.abspath(path or ""), host, port, workers), flush=True)
     # Before the workers start: they pick the metrics directory up from the environment.
     cleanup_metrics = prepare_multiprocess_dir(workers)
     lifecycle.exit_zero_on_sigterm()
@@ -57,6 +64,37 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         cleanup_metrics()
     return 0
+
+
+def listening_line(cfg: Config, path: str | None, host: str, port: int, workers: int) -> str:
+    """The one line ``serve`` prints: where it listens, and with which key."""
+    base = f"{_origin(host, port)}/v1"
+    if path is None:
+        return (
+            f"switchyard: listening on {base} with the demo key {DEMO_KEY} (no config given: built-in mock "
+            f"provider, models mock/echo, echo and mock/embed, in-process usage; not for production)"
+        )
+    keys = f"{len(cfg.keys)} key{'s' if len(cfg.keys) != 1 else ''} from {path}"
+    return f"switchyard: listening on {base} with {keys} ({workers} worker{'s' if workers != 1 else ''})"
+
+
+def _origin(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why (host, port) cannot be listened on, checked before announcing it; None when it can."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, addr = infos[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            s.bind(addr)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 def _check_config(args: argparse.Namespace) -> int:

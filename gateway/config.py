@@ -7,11 +7,13 @@ must never pass silently.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -206,41 +208,6 @@ class Config(_Frozen):
             raise ValueError("must list at least one entry")
         return v
 
-    @model_validator(mode="after")
-    def _references(self) -> Config:
-        problems: list[str] = []
-        for name in self.providers:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-                problems.append(f"providers.{name}: provider names may hold only letters, digits, '_', '.', '-'")
-        seen_keys: set[str] = set()
-        seen_digests: set[str] = set()
-        for i, k in enumerate(self.keys):
-            if k.name in seen_keys:
-                problems.append(f"keys.{i}.name: duplicate key name '{k.name}'")
-            seen_keys.add(k.name)
-            d = k.digest()
-            if d in seen_digests:
-                problems.append(f"keys.{i}: the same key is configured twice")
-            seen_digests.add(d)
-            if k.files_provider is not None and k.files_provider not in self.providers:
-                problems.append(f"keys.{i}.files_provider: unknown provider '{k.files_provider}'")
-        seen_models: set[str] = set()
-        for i, m in enumerate(self.models):
-            if m.name in seen_models:
-                problems.append(f"models.{i}.name: duplicate model '{m.name}'")
-            seen_models.add(m.name)
-            if m.deployments is None:
-                vendor = m.name.split("/", 1)[0]
-                if vendor not in self.providers:
-                    problems.append(f"models.{i}.name: unknown provider '{vendor}'")
-            else:
-                for j, d in enumerate(m.deployments):
-                    if d.provider not in self.providers:
-                        problems.append(f"models.{i}.deployments.{j}.provider: unknown provider '{d.provider}'")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
-
 
 class ConfigError(Exception):
     """Raised with every problem found, each as ``PATH: dotted.field: message``."""
@@ -253,8 +220,12 @@ class ConfigError(Exception):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
-    """Expand ``${VAR}`` in string values only, so YAML structure can't be injected."""
+def _expand(node: Any, path: str, env: dict[str, str], problems: list[str], unset: set[str]) -> Any:
+    """Expand ``${VAR}`` in string values only, so YAML structure can't be injected.
+
+    A variable that is not set is a problem at its path (kept in ``unset``) and expands to "", so
+    validation still runs and reports every other problem of the file in the same pass.
+    """
     if isinstance(node, str):
 
         def sub(m: re.Match[str]) -> str:
@@ -263,14 +234,15 @@ def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> A
                 return env[var]
             if default is not None:
                 return default
-            problems.append(f"{path}: environment variable {var} is not set")
+            problems.append(f"{path}: environment variable {var} is not set (set it, or write ${{{var}:-default}})")
+            unset.add(path)
             return ""
 
         return _VAR.sub(sub, node)
     if isinstance(node, dict):
-        return {k: _expand(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in node.items()}
+        return {k: _expand(v, f"{path}.{k}" if path else str(k), env, problems, unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand(v, f"{path}.{i}" if path else str(i), env, problems) for i, v in enumerate(node)]
+        return [_expand(v, f"{path}.{i}" if path else str(i), env, problems, unset) for i, v in enumerate(node)]
     return node
 
 
@@ -278,30 +250,129 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model a location points into (``("keys", 0, "limits")`` -> ``Limits``), if any."""
+    t: Any = Config
+    for step in (*loc, None):
+        while get_origin(t) in (Union, UnionType):  # ``X | None`` -> X
+            args = [a for a in get_args(t) if a is not type(None)]
+            t = args[0] if len(args) == 1 else None
+        if step is None:
+            break
+        if get_origin(t) is tuple and isinstance(step, int):
+            t = get_args(t)[0]
+        elif get_origin(t) is dict:
+            t = get_args(t)[1]
+        elif isinstance(t, type) and issubclass(t, BaseModel) and step in t.model_fields:
+            t = t.model_fields[step].annotation
+        else:
+            return None
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _unknown_field(loc: tuple[Any, ...]) -> str:
+    """The message for an unknown field, naming the nearest known one when there is a close one."""
+    model = _model_at(loc[:-1])
+    known = list(model.model_fields) if model is not None else []
+    near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f"unknown field; did you mean `{near[0]}`?" if near else "unknown field (check the spelling)"
+
+
+def _validation_problems(e: ValidationError, unset: set[str]) -> list[str]:
+    out = []
+    for err in e.errors():
+        loc = _loc(err["loc"])
+        if loc in unset and err["type"] != "extra_forbidden":
+            continue  # the unset variable is the problem there, already reported
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = _unknown_field(err["loc"])
+        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+            near = difflib.get_close_matches(err["input"], choices, n=1, cutoff=0.6)
+            msg += f"; did you mean `{near[0]}`?" if near else ""
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return out
+
+
+def _reference_problems(data: dict[str, Any]) -> list[str]:
+    """Problems between sections (unknown providers, duplicates), checked on the raw data so they
+    are found in the same pass as field problems, even when other parts of the file are broken."""
+    providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+    problems: list[str] = []
+    for name in providers:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+            problems.append(f"providers.{name}: provider names may hold only letters, digits, '_', '.', '-'")
+    seen_keys: set[str] = set()
+    seen_digests: set[str] = set()
+    keys = data.get("keys") if isinstance(data.get("keys"), list) else []
+    for i, k in enumerate(keys):
+        if not isinstance(k, dict):
+            continue
+        name = k.get("name")
+        if isinstance(name, str) and name:
+            if name in seen_keys:
+                problems.append(f"keys.{i}.name: duplicate key name '{name}'")
+            seen_keys.add(name)
+        secret, digest = k.get("key"), k.get("sha256")
+        if isinstance(digest, str) and re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            d = digest.lower()
+        elif isinstance(secret, str) and secret:
+            d = hashlib.sha256(secret.encode()).hexdigest()
+        else:
+            d = None  # no usable secret: a field problem reported elsewhere
+        if d is not None:
+            if d in seen_digests:
+                problems.append(f"keys.{i}: the same key is configured twice")
+            seen_digests.add(d)
+        fp = k.get("files_provider")
+        if isinstance(fp, str) and fp and fp not in providers:
+            problems.append(f"keys.{i}.files_provider: unknown provider '{fp}'")
+    seen_models: set[str] = set()
+    models = data.get("models") if isinstance(data.get("models"), list) else []
+    for i, m in enumerate(models):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not m["name"]:
+            continue
+        name = m["name"]
+        if name in seen_models:
+            problems.append(f"models.{i}.name: duplicate model '{name}'")
+        seen_models.add(name)
+        deployments = m.get("deployments")
+        if deployments is None:
+            vendor = name.split("/", 1)[0]
+            if "/" in name and vendor not in providers:
+                problems.append(f"models.{i}.name: unknown provider '{vendor}'")
+        elif isinstance(deployments, list):
+            for j, d in enumerate(deployments):
+                p = d.get("provider") if isinstance(d, dict) else None
+                if isinstance(p, str) and p and p not in providers:
+                    problems.append(f"models.{i}.deployments.{j}.provider: unknown provider '{p}'")
+    return problems
+
+
 def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
-    """Validate already-parsed YAML data; raise ConfigError listing every problem."""
+    """Validate already-parsed YAML data; raise ConfigError listing every problem of it at once."""
     env = dict(os.environ) if env is None else env
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: (root): the config must be a YAML mapping"])
     problems: list[str] = []
-    data = _expand(data, "", env, problems)
-    if problems:
-        raise ConfigError([f"{source}: {p}" for p in problems])
+    unset: set[str] = set()
+    data = _expand(data, "", env, problems, unset)
+    cfg: Config | None = None
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
-        out = []
-        for err in e.errors():
-            loc = _loc(err["loc"])
-            msg = err["msg"]
-            if msg.startswith("Value error, "):
-                msg = msg[len("Value error, ") :]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field (check the spelling)"
-            for line in msg.split("\n"):
-                # Root-level (cross-reference) problems already carry their own path.
-                out.append(f"{source}: {line}" if not loc else f"{source}: {loc}: {line}")
-        raise ConfigError(out) from None
+        problems += _validation_problems(e, unset)
+    problems += [p for p in _reference_problems(data) if p not in problems]
+    if problems:
+        # In the file's order of sections, so the report reads top to bottom.
+        order = {str(k): i for i, k in enumerate(data)}
+        problems.sort(key=lambda p: order.get(p.split(".", 1)[0].split(":", 1)[0], len(order)))
+        raise ConfigError([f"{source}: {p}" for p in problems])
+    assert cfg is not None
+    return cfg
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
@@ -319,15 +390,25 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     return parse_config(data, str(p), env)
 
 
+DEMO_HOST = "127.0.0.1"  # the demo's key is published: it listens on loopback unless --host says otherwise
+DEMO_ALIAS = "echo"  # a slash-free name for mock/echo, for clients that split model names on "/"
+
+
 def default_config() -> Config:
-    """The embedded default: the built-in mock provider and one demo key."""
+    """The embedded default: the built-in mock provider and one demo key, on loopback."""
     return parse_config(
         {
+            "server": {"host": DEMO_HOST},
             "keys": [{"name": "demo", "key": DEMO_KEY}],
             "providers": {"mock": {"kind": "mock", "files": True}},
             "models": [
                 {"name": "mock/echo", "context_window": 32768},
                 {"name": "mock/embed"},
+                {
+                    "name": DEMO_ALIAS,
+                    "context_window": 32768,
+                    "deployments": [{"provider": "mock", "upstream": "echo"}],
+                },
             ],
         },
         "<default>",

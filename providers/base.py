@@ -1,4 +1,4 @@
-"""The adapter interface every dialect implements, and what the dialects share (DESIGN §2).
+"""The adapter interface every dialect implements, and what the dialects share (README "Architecture").
 
 An adapter is pure translation: OpenAI-shaped request dict in, ``UpstreamRequest`` out;
 upstream payload in, OpenAI-shaped dict out; upstream SSE events in, OpenAI chunk payloads
@@ -84,7 +84,7 @@ class Capabilities:
     # Understands `context_length_exceeded_behavior` itself (Fireworks): the gateway forwards
     # it and does not pre-check.
     native_overflow: bool = False
-    # The behaviour when neither the model nor the provider entry names one (DESIGN §1 "Overflow").
+    # The behaviour when neither the model nor the provider entry names one (README "Context-window overflow").
     overflow_default: Literal["truncate", "error"] = "error"
     # Its model names are OpenAI's, whose tiktoken encodings are exact (OpenAI, Azure); otherwise
     # only estimates are possible unless the config names a tokenizer.

@@ -2,7 +2,7 @@
 
 Fireworks speaks OpenAI's wire format at ``https://api.fireworks.ai/inference/v1`` with Bearer
 auth (https://docs.fireworks.ai/api-reference/post-chatcompletions,
-https://docs.fireworks.ai/api-reference/post-completions, seed 001). What differs:
+https://docs.fireworks.ai/api-reference/post-completions). What differs:
 
 - model ids are ``accounts/<account>/models/<name>``: a bare name gets Fireworks' public
   ``accounts/fireworks/models/`` prefix, an ``accounts/...`` id (deployments included) is kept;
@@ -14,7 +14,7 @@ https://docs.fireworks.ai/api-reference/post-completions, seed 001). What differ
   ``prompt_cache_max_len``, ``raw_output``, ``echo``, ``ignore_eos``, ``perf_metrics_in_response``;
 - usage arrives on the last streamed chunk together with its choices; ``OpenAIStream`` keeps
   that chunk's content and finish_reason and strips ``usage`` unless the client asked for it;
-- stop sequences stay in the returned text (seed 001), as Fireworks returns them.
+- stop sequences stay in the returned text, as Fireworks returns them.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ from the adapter, so the adapter is checked against the documented shapes:
   ``stop_sequences``); ``usage.tokens.input_tokens`` is ``billed_units`` plus ``PREAMBLE_TOKENS``,
   as Cohere's own system preamble makes it in the documented examples;
 - with ``tools`` and a user turn last (and ``tool_choice`` not ``NONE``), the reply is a call to the
-  first tool with ``{"input": <last user text>}``; after a tool turn it answers with the tool output;
+  tool the user text names, else the first, with arguments valid for its schema
+  (``simulators/play.py``); after a tool turn it answers with the tool output; with a
+  ``response_format`` of ``json_object`` it answers JSON (valid for its ``json_schema`` when given);
 - streams are ``event: <type>`` / ``data: <json>`` pairs ending with ``message-end`` (no ``[DONE]``).
 """
 
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.wire.asgi import Scope, Send, send_json
+from simulators import play
 from simulators.model import count_tokens, embed
 
 if TYPE_CHECKING:
@@ -125,12 +128,15 @@ def _reply(up: MockUpstream, body: dict[str, Any]) -> dict[str, Any]:
     last = messages[-1]
     tools = body.get("tools") or []
     reply: dict[str, Any] = {"id": str(uuid.uuid4()), "pieces": [], "tool_call": None, "plan": ""}
-    if tools and last["role"] == "user" and body.get("tool_choice") != "NONE":
-        name = tools[0]["function"]["name"]
+    specs = [play.Tool(t["function"]["name"], t["function"].get("parameters") or {}) for t in tools]
+    tool = play.choose_tool(specs, _text(last.get("content")), eager=True)  # this upstream calls whenever it may
+    if tool is not None and last["role"] == "user" and body.get("tool_choice") != "NONE":
+        name = tool.name
+        args = play.arguments(tool, _text(last.get("content")))
         reply["tool_call"] = {
             "id": f"{name}_{uuid.uuid4().hex[:12]}",
             "type": "function",
-            "function": {"name": name, "arguments": orjson.dumps({"input": _text(last.get("content"))}).decode()},
+            "function": {"name": name, "arguments": orjson.dumps(args).decode()},
         }
         reply["plan"] = f"I will call {name}."
         reply["finish"] = "TOOL_CALL"
@@ -139,6 +145,10 @@ def _reply(up: MockUpstream, body: dict[str, Any]) -> dict[str, Any]:
         source = _text(last.get("content")) if last["role"] == "tool" else _last_user(messages)
         stops = body.get("stop_sequences") or []
         openai_like = {"messages": [{"role": "user", "content": source}], "max_tokens": body.get("max_tokens")}
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_object":
+            schema = {"type": "json_schema", "json_schema": {"schema": fmt.get("json_schema")}}
+            openai_like["response_format"] = schema
         outs, _ = up.sim.chat({**openai_like, "stop": stops})
         pieces, finish = outs[0]
         reply["pieces"] = pieces

@@ -10,7 +10,10 @@ from the shared Simulator. It is stricter than Google where a gateway bug could 
 - streams need ``alt=sse`` and use CRLF framing, as Google's do;
 - with tools declared, a user turn is answered with a ``functionCall`` carrying a
   ``thoughtSignature``, and a replayed ``functionCall`` without it is refused with the 400
-  Gemini 3 gives (https://ai.google.dev/gemini-api/docs/thought-signatures).
+  Gemini 3 gives (https://ai.google.dev/gemini-api/docs/thought-signatures). The function is the
+  one the last user text names, else the first allowed; its ``args`` satisfy its schema
+  (``simulators/play.py``). With ``responseMimeType: application/json`` the answer is JSON valid
+  for ``responseJsonSchema`` (or ``responseSchema``).
 
 Prompts containing ``[[block]]`` are blocked (``promptFeedback.blockReason``) and streams of
 prompts containing ``[[stream-error]]`` send an error frame after their first chunk.
@@ -27,6 +30,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from gateway.wire.asgi import Scope, Send, send_json
+from simulators import play
 from simulators.model import count_tokens, embed
 
 if TYPE_CHECKING:
@@ -132,8 +136,11 @@ def _generate(up: MockUpstream, model: str, body: dict[str, Any]) -> list[dict[s
     if call is not None:
         outs = [([], "STOP", call)] * n
     else:
-        sim_body = {"messages": [{"role": "user", "content": _last_user_text(body)}], "n": n}
+        sim_body: dict[str, Any] = {"messages": [{"role": "user", "content": _last_user_text(body)}], "n": n}
         sim_body.update(max_tokens=cfg.get("maxOutputTokens"), stop=cfg.get("stopSequences"))
+        if cfg.get("responseMimeType") == "application/json":
+            schema = cfg.get("responseJsonSchema") or cfg.get("responseSchema")
+            sim_body["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
         sims, _ = up.sim.chat(sim_body)
         outs = [(pieces, _FINISH[finish], None) for pieces, finish in sims]
     # Each candidate's parts, one per frame: its text pieces, or its one function call.
@@ -169,15 +176,16 @@ def _function_call(body: dict[str, Any]) -> dict[str, Any] | None:
     if not decls or fcc.get("mode") == "NONE" or any("functionResponse" in p for p in last["parts"]):
         return None
     allowed = fcc.get("allowedFunctionNames")
-    decl = next((d for d in decls if not allowed or d.get("name") in allowed), decls[0])
-    schema = decl.get("parametersJsonSchema") or decl.get("parameters") or {}
+    tools = [
+        play.Tool(str(d.get("name")), d.get("parametersJsonSchema") or d.get("parameters") or {})
+        for d in decls
+        if not allowed or d.get("name") in allowed
+    ] or [play.Tool(str(decls[0].get("name")), decls[0].get("parametersJsonSchema") or {})]
     text = _last_user_text(body)
-    args = {}
-    for name, prop in (schema.get("properties") or {}).items():
-        kind = str(prop.get("type", "string")).lower()
-        args[name] = {"string": text, "integer": 1, "number": 1.5, "boolean": True}.get(kind)
+    tool = play.choose_tool(tools, text, eager=True)  # this upstream calls whenever it may
+    assert tool is not None
     signature = SIGNATURE_PREFIX + hashlib.sha1(text.encode()).hexdigest()[:12]
-    return {"functionCall": {"name": decl.get("name"), "args": args}, "thoughtSignature": signature}
+    return {"functionCall": {"name": tool.name, "args": play.arguments(tool, text)}, "thoughtSignature": signature}
 
 
 def _logprobs(token: str, top: int) -> dict[str, Any]:

@@ -4,6 +4,11 @@ It answers in the OpenAI dialect. Tokens are whitespace-separated words, so coun
 predictable in tests: the reply echoes the last user message (or the prompt), cut by
 ``max_tokens`` (finish_reason ``length``) or at the first ``stop`` sequence (``stop``).
 Embeddings are unit vectors seeded by the input's sha256, of any ``dimensions``.
+
+It plays along with agents (``simulators/play.py`` has the rules): offered tools, it calls the one
+``tool_choice`` forces or the last user message names, with arguments valid for the tool's schema
+(finish_reason ``tool_calls``); after a tool result it answers with the tool's output; asked for
+``json_schema`` or ``json_object``, it answers JSON valid for the schema.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import orjson
 
 from gateway.wire.types import CHAT, COMPLETIONS
+from simulators import play
 
 _WORD = re.compile(r"\s*\S+")
 DEFAULT_REPLY = "Hello from the Switchyard mock model."
@@ -50,6 +56,26 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+def _last_user(msgs: list[Any]) -> str:
+    return next(
+        (_text_of(m.get("content")) for m in reversed(msgs) if isinstance(m, dict) and m.get("role") == "user"), ""
+    )
+
+
+def _source(msgs: list[Any]) -> str:
+    """What a text answer echoes: the tool results that end the conversation, else the last user text."""
+    results = []
+    for m in reversed(msgs):
+        if not isinstance(m, dict) or m.get("role") not in ("tool", "function"):
+            break
+        results.append(_text_of(m.get("content")))
+    return " ".join(reversed(results)) if results else _last_user(msgs)
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    return sum(count_tokens(_text_of(m.get("content"))) for m in body.get("messages") or [] if isinstance(m, dict))
 
 
 def _prompt_texts(prompt: Any) -> list[str]:
@@ -135,15 +161,33 @@ class Simulator:
 
     # -- chat ------------------------------------------------------------------------------
     def chat(self, body: dict[str, Any]) -> tuple[list[tuple[list[str], str]], int]:
+        """The text answer of each choice (pieces, finish_reason) and the prompt's tokens."""
         msgs = body.get("messages") or []
-        prompt_tokens = sum(count_tokens(_text_of(m.get("content"))) for m in msgs if isinstance(m, dict))
-        last_user = next(
-            (_text_of(m.get("content")) for m in reversed(msgs) if isinstance(m, dict) and m.get("role") == "user"), ""
-        )
+        prompt_tokens = _prompt_tokens(body)
         n = body.get("n") or 1
-        return [_generate(last_user, body, None, self.chunks) for _ in range(n)], prompt_tokens
+        wants_json, schema = play.chat_json_schema(body)
+        if wants_json:  # JSON is never padded to a chunk count: that would break it
+            source = play.json_text(schema, _last_user(msgs))
+            return [_generate(source, body, None, None) for _ in range(n)], prompt_tokens
+        return [_generate(_source(msgs), body, None, self.chunks) for _ in range(n)], prompt_tokens
+
+    def tool_call(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The tool call this chat request is answered with, if any (see ``simulators/play.py``)."""
+        last_user = _last_user(body.get("messages") or [])
+        tool = play.chat_tool_to_call(body, last_user)
+        if tool is None:
+            return None
+        args = play.dumps(play.arguments(tool, last_user))
+        return {
+            "id": play.call_id("call_", tool.name, last_user),
+            "type": "function",
+            "function": {"name": tool.name, "arguments": args},
+        }
 
     def chat_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        call = self.tool_call(body)
+        if call is not None:
+            return self._tool_call_response(body, call)
         outs, prompt_tokens = self.chat(body)
         want_lp = body.get("logprobs") is True
         top = body.get("top_logprobs") or 0
@@ -161,7 +205,41 @@ class Simulator:
             )
         return _envelope("chatcmpl-mock", "chat.completion", body, choices, _usage(prompt_tokens, completion_tokens))
 
+    def _tool_call_response(self, body: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
+        prompt_tokens = _prompt_tokens(body)
+        n = body.get("n") or 1
+        message = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None, "annotations": []}
+        choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": "tool_calls"} for i in range(n)]
+        completion = count_tokens(call["function"]["arguments"]) * n
+        return _envelope("chatcmpl-mock", "chat.completion", body, choices, _usage(prompt_tokens, completion))
+
+    def _tool_call_stream(self, body: dict[str, Any], call: dict[str, Any]) -> list[bytes]:
+        """OpenAI's stream of a tool call: the call's id and name first, then its arguments in pieces."""
+        base = _head("chatcmpl-mock", "chat.completion.chunk", body)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if include_usage:
+            base["usage"] = None
+        fn = call["function"]
+        pieces = _WORD.findall(fn["arguments"])
+        events = []
+        for i in range(body.get("n") or 1):
+            head = {**call, "index": 0, "function": {"name": fn["name"], "arguments": ""}}
+            delta = {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
+            events.append({"index": i, "delta": delta, "logprobs": None, "finish_reason": None})
+            for p in pieces:
+                delta = {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}
+                events.append({"index": i, "delta": delta, "logprobs": None, "finish_reason": None})
+            events.append({"index": i, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"})
+        out = [orjson.dumps({**base, "choices": [c]}) for c in events]
+        if include_usage:
+            usage = _usage(_prompt_tokens(body), len(pieces) * (body.get("n") or 1))
+            out.append(orjson.dumps({**base, "choices": [], "usage": usage}))
+        return out
+
     def chat_stream(self, body: dict[str, Any]) -> list[bytes]:
+        call = self.tool_call(body)
+        if call is not None:
+            return self._tool_call_stream(body, call)
         outs, prompt_tokens = self.chat(body)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         want_lp = body.get("logprobs") is True

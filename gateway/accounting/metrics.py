@@ -1,4 +1,4 @@
-"""The Prometheus collectors (DESIGN §1 "Prometheus": names and labels are contract).
+"""The Prometheus collectors (docs/operations.md "Metrics": dashboards and alerts rely on the names and labels).
 
 Every label value is bounded: key names come from the config ("unauthenticated" for a request
 without a valid key), vendors from the providers map, models are the configured names plus at
@@ -46,7 +46,7 @@ MAX_ERROR_REASONS = 50  # upstream error codes can come from the upstream: bound
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 TTFT_BUCKETS = LATENCY_BUCKETS
 
-# The contract's series, as exported (counters with ``_total``; histograms add _bucket/_sum/_count).
+# The documented series, as exported (counters with ``_total``; histograms add _bucket/_sum/_count).
 EXPORTED = frozenset(
     {
         "switchyard_requests_total",
@@ -57,7 +57,7 @@ EXPORTED = frozenset(
         "switchyard_in_flight_requests",
         "switchyard_usage_buffered_records",
         "switchyard_usage_dropped_records_total",
-        # Beyond the contract's list: resilience state.
+        # Resilience state and file traffic.
         "switchyard_limits_redis_failures_total",
         "switchyard_circuit_state",
         "switchyard_file_bytes_total",

@@ -1,6 +1,6 @@
 """Which deployment to try next: rank order, weights within a rank, circuit breakers.
 
-Breakers are per deployment and per process (DESIGN §1 "Resilience settings"): a deployment
+Breakers are per deployment and per process (docs/config.md "providers": ``circuit_breaker``): a deployment
 opens after ``failures`` consecutive failures, lets one probe through after ``cooldown``
 seconds (half-open), and closes on the probe's success. Per-deployment in-flight counts
 serve the ``least_in_flight`` strategy.

@@ -1,4 +1,4 @@
-"""Per-key rate limits and budgets: ``limits: {rpm, tpm, tokens_per_day}`` (DESIGN §1 "Limits").
+"""Per-key rate limits and budgets: ``limits: {rpm, tpm, tokens_per_day}`` (docs/operations.md "Rate limits").
 
 Semantics (the same with Redis and in memory):
 

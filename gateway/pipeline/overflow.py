@@ -1,6 +1,6 @@
 """The context-window decision: does prompt + completion budget fit the model's window?
 
-``context_length_exceeded_behavior`` (seed 001) comes from the body or the model's configured
+``context_length_exceeded_behavior`` (Fireworks' parameter, accepted on every route) comes from the body or the model's configured
 default. With ``truncate`` an oversized budget is lowered to what is left of the window; with
 ``error`` the request is refused with OpenAI's own 400 ``context_length_exceeded``. Providers that
 understand the parameter (Fireworks) receive it and decide; everyone else never sees it.
@@ -237,7 +237,7 @@ def _text_chars(endpoint: str, body: dict[str, Any]) -> int:
 
 
 def overflow_error(endpoint: str, window: int, prompt: int, completion: int | None) -> GatewayError:
-    """OpenAI's own 400 ``context_length_exceeded`` (the chat wording, as the contract gives it;
+    """OpenAI's own 400 ``context_length_exceeded`` (the chat wording, as OpenAI words it;
     ``param`` is ``prompt`` for completions)."""
     param = "prompt" if endpoint == COMPLETIONS else "messages"
     if completion is None:

@@ -1,4 +1,4 @@
-"""Files, fine-tuning jobs and batches, relayed to the providers that have them (DESIGN §1 "Files").
+"""Files, fine-tuning jobs and batches, relayed to the providers that have them (docs/reference.md "Files, fine-tuning jobs and batches").
 
 The routes are OpenAI's, so the official SDK's ``files``, ``fine_tuning.jobs`` and ``batches``
 work unchanged::
@@ -98,7 +98,7 @@ FILES = "/v1/files"
 JOBS = "/v1/fine_tuning/jobs"
 BATCHES = "/v1/batches"
 
-PURPOSES = ("assistants", "batch", "fine-tune", "vision")  # seed 004
+PURPOSES = ("assistants", "batch", "fine-tune", "vision")  # the purposes OpenAI's files API accepts
 MAX_SCAN_PAGES = 10  # upstream pages one filtered list call may read
 SCAN_PAGE = 100  # objects per upstream page when filtering jobs and batches (the batches API's maximum)
 HEAD_MAX = 1024 * 1024  # upload bytes held back while looking for `purpose`
@@ -454,7 +454,7 @@ class FilesAPI:
         params: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """One JSON call upstream; an upstream error keeps its status and message (DESIGN §1)."""
+        """One JSON call upstream; an upstream error keeps its status and message (docs/errors.md)."""
         headers = target.headers(x_request_id=call.request_id, accept="application/json")
         if body is not None:
             headers["content-type"] = "application/json"

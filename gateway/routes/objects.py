@@ -1,4 +1,4 @@
-"""Routable object ids and who owns each object (DESIGN §1 "Files").
+"""Routable object ids and who owns each object (docs/reference.md "Files, fine-tuning jobs and batches").
 
 Ids. Every file, fine-tuning job and batch id the gateway hands out names its provider by itself,
 so no database is needed to route it: ``<type prefix>sy<base32(provider NUL upstream id)>``, e.g.
@@ -78,7 +78,7 @@ def decode_id(kind: Kind, client_id: str, providers: Container[str]) -> tuple[st
 
 
 def not_found(kind: Kind, client_id: str) -> GatewayError:
-    """The answer for an unknown id and for another key's object alike (DESIGN §1), as OpenAI words it."""
+    """The answer for an unknown id and for another key's object alike (nothing leaks), as OpenAI words it."""
     return GatewayError(404, f"No such {kind.name} object: {client_id}", param="id")
 
 

@@ -4,9 +4,9 @@ aiohttp is the client because it costs about 12x less CPU per request than httpx
 machine kind and its pool holds up under hundreds of concurrent slow requests (README,
 "Choice of HTTP client"). Nothing outside this module imports aiohttp.
 
-Timeouts follow DESIGN §1: ``connect_timeout`` for the connection, then ``timeout`` as the
+Timeouts (docs/config.md "providers"): ``connect_timeout`` for the connection, then ``timeout`` as the
 longest wait for the response headers and between any two body chunks (aiohttp's
-``sock_read``). Failures become ``GatewayError``s with the contract's status and code.
+``sock_read``). Failures become ``GatewayError``s with the documented status and code (docs/errors.md).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ CHAT: dict[str, Param] = {
     "response_format": Param(),  # json_schema -> output_config.format; json_object -> forced tool
     "temperature": Param(),  # -> temperature, 0..1 on Anthropic (request.py)
     "stream_options": Param(),  # the gateway's: usage comes from message_start/message_delta
-    "context_length_exceeded_behavior": Param(),  # the gateway's own (DESIGN §1), never forwarded
+    "context_length_exceeded_behavior": Param(),  # the gateway's own, never forwarded
     "stream": Param("stream", only_true),
     "top_p": Param("top_p"),
     "top_k": Param("top_k"),  # Anthropic's own sampling knob

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # Anthropic requires max_tokens. Without one from the request or the model's config, chat gets 4096
 # (room for a long answer, within every current Claude model's output limit) and legacy completions
-# keep OpenAI's documented default of 16 (seed 000), so answers are as long as on OpenAI.
+# keep OpenAI's documented default of 16, so answers are as long as on OpenAI.
 DEFAULT_MAX_TOKENS = {CHAT: 4096, COMPLETIONS: 16}
 # The forced tool that carries a json_object answer: Anthropic has no schemaless JSON mode, and its
 # tool-use docs show this pattern for JSON output. Its input comes back as the message content.
@@ -205,7 +205,7 @@ class _Build:
                     "missing_required_parameter",
                 )
         elif kind == "json_object":
-            schema = rf.get("schema")  # the Fireworks-style completions form (seed 001) may carry one
+            schema = rf.get("schema")  # the Fireworks-style completions form may carry one
             if schema is not None and not isinstance(schema, dict):
                 raise invalid(
                     "Invalid type for 'response_format.schema': expected an object.", "response_format.schema"

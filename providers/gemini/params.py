@@ -44,7 +44,7 @@ CHAT: dict[str, Param] = {
 
 COMPLETIONS: dict[str, Param] = {
     **_COMMON,
-    # prompt (one string) and Fireworks-style images (seed 001) -> one user turn; logprobs ->
+    # prompt (one string) and Fireworks-style images -> one user turn; logprobs ->
     # responseLogprobs plus logprobs alternatives (request.py)
     **{k: Param() for k in ("prompt", "images", "logprobs")},
     "best_of": Param(only=(1,), why="Gemini returns every candidate it generates"),

@@ -130,7 +130,7 @@ def _prompt(adapter: GeminiAdapter, body: dict[str, Any], contents: list[dict[st
 
 
 def _with_images(prompt: str, images: list[Any]) -> list[dict[str, Any]]:
-    """Fireworks-style ``images`` (seed 001): data URLs that fill the prompt's ``<image>`` markers."""
+    """Fireworks-style ``images``: data URLs that fill the prompt's ``<image>`` markers."""
     pieces = prompt.split("<image>")
     if len(pieces) - 1 != len(images):
         raise GatewayError(
@@ -195,7 +195,7 @@ def _response_format(value: Any, gen: dict[str, Any]) -> None:
         return
     if kind == "json_object":
         gen["responseMimeType"] = "application/json"
-        if isinstance(value.get("schema"), dict):  # the Fireworks-style schema (seed 001)
+        if isinstance(value.get("schema"), dict):  # the Fireworks-style schema
             gen["responseJsonSchema"] = value["schema"]
         return
     if kind == "json_schema" and isinstance(value.get("json_schema"), dict):

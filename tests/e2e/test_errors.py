@@ -1,4 +1,4 @@
-"""DESIGN §1's error table, each case through the running gateway."""
+"""The error table of docs/errors.md, each case through the running gateway."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retries, fallback, weighted choice and circuit breakers (DESIGN §1 "Resilience settings")."""
+"""Retries, fallback, weighted choice and circuit breakers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one record every request with a valid key produces (DESIGN §1 "Usage records")."""
+"""The one record every request with a valid key produces (docs/operations.md "Usage records")."""
 
 from __future__ import annotations
 

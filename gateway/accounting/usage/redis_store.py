@@ -1,6 +1,6 @@
-"""The Redis usage store: the contract's layout (DESIGN §1 "Usage records"), written idempotently.
+"""The Redis usage store: the documented layout (docs/operations.md "Redis layout"), written idempotently.
 
-Layout (ops query it directly, so it is contract; nothing here expires it):
+Layout (ops query it directly, so it must not change; nothing here expires it):
 
     {prefix}usage:{key}:{YYYYMMDD}   hash: the five FIELDS, and ``{model}|{field}`` for each model
     {prefix}log                      stream: one entry per request, trimmed with ``XADD MAXLEN ~``
@@ -9,7 +9,7 @@ A batch of records is written as *units*, each one Lua script over one data key 
 key ``{prefix}seen:{<tag>}:{batch id}`` whose hash tag puts it in the data key's cluster slot.
 The script claims the guard (``SET NX EX``) before it increments, so replaying a batch whose
 reply was lost (a timeout after Redis applied it) counts it once. One data key per script means
-no CROSSSLOT on Redis Cluster although the contract's names carry no hash tag (hash tags:
+no CROSSSLOT on Redis Cluster although the documented names carry no hash tag (hash tags:
 https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags). Once a batch is
 confirmed its guards are deleted in the next round trip, so guards only live while a batch is
 in doubt; their TTL cleans up after a crash.

@@ -16,7 +16,7 @@ def record_increments(rec: UsageRecord) -> tuple[int, int, int, int, int]:
 
 
 def usage_body(key: str, date: str, totals: dict[str, int], models: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """The ``GET /v1/usage`` answer (DESIGN §1)."""
+    """The ``GET /v1/usage`` answer (docs/reference.md shows it)."""
     return {
         "object": "usage",
         "key": key,

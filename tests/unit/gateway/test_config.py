@@ -12,8 +12,9 @@ from gateway.config import ConfigError, default_config, load_config, parse_confi
 from tests.support import ROOT
 
 EXAMPLE_ENV = {
-    "TEAM_A_KEY": "sk-a",
-    "TEAM_B_KEY_SHA256": "0" * 64,
+    "DEMO_KEY": "sk-a",
+    "TEAM_A_KEY_SHA256": "a" * 64,
+    "TEAM_B_KEY_SHA256": "b" * 64,
     "OPS_KEY_SHA256": "1" * 64,
     "OPENAI_API_KEY": "sk-openai",
 }
@@ -31,7 +32,8 @@ def problems(data, env=None) -> list[str]:
 
 def test_example_config_is_valid():
     cfg = load_config(ROOT / "config.example.yaml", env=EXAMPLE_ENV)
-    assert "openai" in cfg.providers and cfg.keys[0].name == "team-a"
+    assert "openai" in cfg.providers and cfg.keys[0].name == "demo"
+    assert cfg.keys[1].digest() == "a" * 64
     assert cfg.usage.redis_url == ""
 
 
@@ -42,14 +44,15 @@ def test_env_expansion_with_defaults():
 
 def test_unset_variable_is_reported_with_path():
     assert problems(minimal(keys=[{"name": "a", "key": "${NOPE}"}])) == [
-        "c.yaml: keys.0.key: environment variable NOPE is not set"
+        "c.yaml: keys.0.key: environment variable NOPE is not set (set it, or write ${NOPE:-default})"
     ]
 
 
 def test_unknown_field_is_an_error():
     p = problems(minimal(keys=[{"name": "a", "key": "k", "limits": {"rpn": 5}}]))
-    assert p == ["c.yaml: keys.0.limits.rpn: unknown field (check the spelling)"]
-    assert problems({**minimal(), "sever": {}}) == ["c.yaml: sever: unknown field (check the spelling)"]
+    assert p == ["c.yaml: keys.0.limits.rpn: unknown field; did you mean `rpm`?"]
+    assert problems({**minimal(), "sever": {}}) == ["c.yaml: sever: unknown field; did you mean `server`?"]
+    assert problems({**minimal(), "zzz": {}}) == ["c.yaml: zzz: unknown field (check the spelling)"]
 
 
 def test_every_problem_is_reported():
@@ -111,7 +114,7 @@ def test_check_config_cli(tmp_path, capsys, monkeypatch):
     for k, v in EXAMPLE_ENV.items():
         monkeypatch.setenv(k, v)
     assert main(["check-config", str(ROOT / "config.example.yaml")]) == 0
-    assert capsys.readouterr().out.startswith("ok: 3 keys")
+    assert capsys.readouterr().out.startswith("ok: 4 keys")
     bad = tmp_path / "bad.yaml"
     bad.write_text("keys: [{name: a, sha256: nothex}]\nproviders: {m: {kind: mock}}\n")
     assert main(["check-config", str(bad)]) == 2

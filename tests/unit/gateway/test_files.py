@@ -254,7 +254,7 @@ def test_head_is_bounded_when_purpose_never_comes() -> None:
     assert b"".join(out) == body and up.purpose == "batch"
 
 
-# -- fine-tuning parameters (seed 004) --------------------------------------------------------------
+# -- fine-tuning parameters (OpenAI's ranges) -------------------------------------------------------
 @pytest.mark.parametrize(
     "body", [{}, {"suffix": "a"}, {"suffix": "s" * 64}, {"seed": 0}, {"seed": 2147483647}, {"suffix": None}]
 )

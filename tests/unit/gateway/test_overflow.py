@@ -173,7 +173,7 @@ def test_tokenizer_from_the_model_name() -> None:
 
 
 def completions_overflow(window: int, prompt: int, completion: int | None) -> str:
-    # The contract's wording (issue 5 / DESIGN §1) for both endpoints; param is "prompt" here.
+    # OpenAI's wording (docs/reference.md "Context-window overflow") for both endpoints; param is "prompt" here.
     if completion is None:
         return (
             f"This model's maximum context length is {window} tokens. However, your messages resulted in "

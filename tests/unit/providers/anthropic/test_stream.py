@@ -178,7 +178,9 @@ data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overlo
 
 
 def translator(endpoint: str = CHAT, include_usage: bool = True, **extra: Any):
-    ctx = CallContext("anthropic/claude-sonnet-4-5", include_usage=include_usage, created=11, reply=AnthropicReply(**extra))
+    ctx = CallContext(
+        "anthropic/claude-sonnet-4-5", include_usage=include_usage, created=11, reply=AnthropicReply(**extra)
+    )
     return ANTHROPIC.adapter().stream_translator(endpoint, ctx)
 
 

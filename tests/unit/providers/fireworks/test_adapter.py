@@ -1,7 +1,7 @@
 """The Fireworks dialect on plain dicts, checked against Fireworks' own documentation.
 
 Golden sources (each test names its own):
-- seed 001 (Fireworks' "Create Completion" reference, /work/shared/seeds/001_*.txt), also at
+- Fireworks' "Create Completion" reference,
   https://docs.fireworks.ai/api-reference/post-completions: Bearer auth, `images`, `top_k`,
   `response_format` with `schema`, `context_length_exceeded_behavior`, usage in the very last
   streamed chunk, stop sequences kept in the text
