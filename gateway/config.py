@@ -20,6 +20,16 @@ DEMO_KEY = "sk-switchyard-demo"
 
 ProviderKind = Literal["openai", "azure", "fireworks", "anthropic", "gemini", "cohere", "bedrock", "mock"]
 OverflowBehavior = Literal["truncate", "error"]
+# Runtime key and team names: what usage, metrics and Redis key names show.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_NAME_HELP = "1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+
+
+def check_name(v: str | None) -> str | None:
+    """A team or runtime key name (DESIGN §1 "Governance"); raises ValueError with the rule."""
+    if v is not None and not re.fullmatch(NAME_PATTERN, v):
+        raise ValueError(f"must be {_NAME_HELP}")
+    return v
 
 
 class _Frozen(BaseModel):
@@ -40,6 +50,9 @@ class KeyConfig(_Frozen):
     limits: Limits = Limits()
     admin: bool = False
     files_provider: str | None = None
+    team: str | None = None  # usage is also kept per team; ``teams:`` may give it shared limits
+
+    _team_name = field_validator("team")(check_name)
 
     @field_validator("sha256")
     @classmethod
@@ -185,6 +198,10 @@ class ResponsesConfig(_Frozen):
     ttl: int = Field(default=30 * 86400, ge=60)
 
 
+class TeamConfig(_Frozen):
+    limits: Limits = Limits()  # shared by every key (config or runtime) naming the team
+
+
 class Config(_Frozen):
     server: ServerConfig = ServerConfig()
     keys: tuple[KeyConfig, ...]
@@ -193,6 +210,7 @@ class Config(_Frozen):
     usage: UsageConfig = UsageConfig()
     metrics: MetricsConfig = MetricsConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    teams: dict[str, TeamConfig] = {}
 
     @field_validator("keys", "providers")
     @classmethod
@@ -207,6 +225,9 @@ class Config(_Frozen):
         for name in self.providers:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 problems.append(f"providers.{name}: provider names may hold only letters, digits, '_', '.', '-'")
+        for name in self.teams:
+            if not re.fullmatch(NAME_PATTERN, name):
+                problems.append(f"teams.{name}: team names must be {_NAME_HELP}")
         seen_keys: set[str] = set()
         seen_digests: set[str] = set()
         for i, k in enumerate(self.keys):

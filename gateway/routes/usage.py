@@ -1,4 +1,4 @@
-"""``GET /v1/usage``: a key's (or, for admins, any key's) totals for one UTC day."""
+"""``GET /v1/usage``: a key's (or, for admins, any key's) totals for one UTC day; ``?team=T``: a team's."""
 
 from __future__ import annotations
 
@@ -24,17 +24,38 @@ class UsageRoutes:
     async def get_usage(self, request: Request) -> Response:
         ctx: RequestContext = request.scope[CTX]
         p = ctx.who
-        key = request.query_params.get("key") or p.name
-        if key != p.name and not p.admin:
-            raise GatewayError(
-                403, "Reading another key's usage needs an admin key.", code="permission_error", type="permission_error"
-            )
-        date = request.query_params.get("date") or time.strftime("%Y-%m-%d", time.gmtime())
+        q = request.query_params
+        team = q.get("team")
+        if team is not None and q.get("key"):
+            raise GatewayError(400, "Give either 'key' or 'team', not both.", param="team", code="invalid_value")
+        if team is not None:
+            if team != p.team and not p.admin:
+                raise GatewayError(
+                    403,
+                    "Reading a team's usage needs an admin key or a key of that team.",
+                    code="permission_error",
+                    type="permission_error",
+                )
+        else:
+            key = q.get("key") or p.name
+            if key != p.name and not p.admin:
+                raise GatewayError(
+                    403,
+                    "Reading another key's usage needs an admin key.",
+                    code="permission_error",
+                    type="permission_error",
+                )
+        date = q.get("date") or time.strftime("%Y-%m-%d", time.gmtime())
         try:
             day = time.strftime("%Y%m%d", time.strptime(date, "%Y-%m-%d"))
         except ValueError:
             raise GatewayError(
                 400, "Invalid 'date': expected YYYY-MM-DD.", param="date", code="invalid_value"
             ) from None
+        if team is not None:
+            totals, models = await self.store.team_usage(team, day)
+            body = usage_body(team, date, totals, models)
+            del body["key"]
+            return json_response(ctx, 200, {"object": "usage", "team": team, **body})
         totals, models = await self.store.usage(key, day)
         return json_response(ctx, 200, usage_body(key, date, totals, models))

@@ -1,0 +1,1 @@
+"""Governance: runtime keys (``keystore``) and the times they carry (``timefmt``)."""
