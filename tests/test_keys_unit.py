@@ -159,7 +159,7 @@ def test_known_key_never_touches_redis_and_unknown_is_looked_up_once() -> None:
     async def run() -> None:
         r = FakeRedis()
         s = synced_store(r)
-        secret, digest = new_secret()
+        _, digest = new_secret()
         s._install(RuntimeKey(name="svc", digest=digest))
         assert await authenticate(s, digest) == "svc" and r.reads == 0
 

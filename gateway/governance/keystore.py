@@ -63,7 +63,7 @@ log = logging.getLogger("switchyard.keys")
 KEY_PREFIX = "sk-sy-"
 KEY_BYTES = 32  # random bytes in a key (urlsafe base64: 43 characters)
 CHECK_INTERVAL = 0.5  # seconds between reads of the version counter
-FULL_SYNC_INTERVAL = 300.0  # seconds between full syncs whatever the counter says
+FULL_SYNC_INTERVAL = 60.0  # seconds between full syncs whatever the counter says (a change never announced)
 LOOKUP_TIMEOUT = 0.25  # seconds: the longest an unknown key waits for Redis
 LOOKUP_COOLDOWN = 1.0  # seconds unknown keys skip Redis after a failed lookup
 LOOKUP_BURST = 20  # unknown-key lookups allowed at once ...
@@ -563,11 +563,14 @@ class KeyStore:
             try:
                 await r.set(self._idx(digest), key.name)
                 await r.sadd(self.names_key, key.name)
+                await self._announce(r, key.name, "create", admin, detail)
             except Exception:
+                # Nobody will ever see this key: free the name again if Redis still answers.
                 with contextlib.suppress(Exception):
-                    await r.delete(self._key(key.name))  # free the name again if Redis still answers
+                    await r.delete(self._idx(digest))
+                    await r.srem(self.names_key, key.name)
+                    await r.delete(self._key(key.name))
                 raise
-            await self._announce(r, key.name, "create", admin, detail)
         self._install(key)  # read-your-writes on this replica before the message comes back
         return key, secret
 
@@ -605,12 +608,13 @@ class KeyStore:
             return
         async with self._redis() as r:
             digests = await r.eval(_DELETE, 1, self._key(name))
-            if not digests:
+            # No hash but still listed: an earlier revocation failed half-way; finish it (announce it).
+            if not digests and not await r.sismember(self.names_key, name):
                 raise _not_found(name)
-            for d in digests:
+            for d in digests or ():
                 if d:
                     await r.delete(self._idx(d))
-            await r.srem(self.names_key, name)
+            await r.srem(self.names_key, name)  # last but the announcement, so a retry can finish
             await self._announce(r, name, "revoke", admin, "")
         self._drop(name)
 

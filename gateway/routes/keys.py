@@ -206,8 +206,13 @@ class KeysRoutes:
         if request.method == "POST":
             return await self._create(ctx, request)
         team = request.query_params.get("team")
-        data = [config_view(p) for p in self._config_keys().values()]
-        data += [runtime_view(k) for k in self.store.entries() if k.name not in self._config_keys()]
+        config = self._config_keys()
+        data = [config_view(p) for p in config.values()]
+        for k in self.store.entries():
+            view = runtime_view(k)
+            if k.name in config:
+                view["status"] = "shadowed"  # a config key took its name after it was made: it cannot authenticate
+            data.append(view)
         if team is not None:
             data = [d for d in data if d["team"] == team]
         return json_response(ctx, 200, {"object": "list", "data": data})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from starlette.requests import Request
@@ -9,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounting.usage.store import UsageStore, usage_body
+from gateway.config import NAME_PATTERN
 from gateway.errors import GatewayError
 from gateway.pipeline.frame import CTX, RequestContext
 from gateway.routes.common import json_response
@@ -29,6 +31,8 @@ class UsageRoutes:
         if team is not None and q.get("key"):
             raise GatewayError(400, "Give either 'key' or 'team', not both.", param="team", code="invalid_value")
         if team is not None:
+            if not re.fullmatch(NAME_PATTERN, team):
+                raise GatewayError(400, "Invalid 'team': not a team name.", param="team", code="invalid_value")
             if team != p.team and not p.admin:
                 raise GatewayError(
                     403,
