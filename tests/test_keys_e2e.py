@@ -617,6 +617,7 @@ def test_keystore_on_redis_cluster(cluster: list[RedisProcess]) -> None:  # noqa
             # ... and an unknown digest is looked up through the index on whichever node holds it.
             fresh = KeyStore(RedisStore(UsageConfig(redis_url=cluster[2].url, prefix="sy:")), "sy:")
             fresh.synced = True
+            await fresh.store.client()  # connected, as the sync task leaves it in a running gateway
             key, digest = made[3]
             assert fresh.find(digest) is None and (await fresh.look_up(digest)).name == key.name
             await fresh.store.close()
