@@ -32,6 +32,7 @@ from gateway.apis.messages import ANTHROPIC_ERRORS
 from gateway.apis.responses_state import ResponseStore
 from gateway.config import Config, ConfigError, default_config, load_config
 from gateway.errors import GatewayError, not_found_route
+from gateway.governance.keystore import KeyStore
 from gateway.pipeline import generation
 from gateway.pipeline.balancer import Balancer
 from gateway.pipeline.frame import CTX, OPTIONAL, REQUIRED, Frame, RequestContext
@@ -42,6 +43,7 @@ from gateway.routes.admin import PUBLIC, AdminRoutes
 from gateway.routes.common import json_response
 from gateway.routes.count_tokens import ROUTE as COUNT_TOKENS
 from gateway.routes.count_tokens import count_tokens
+from gateway.routes.keys import KeysRoutes
 from gateway.routes.models import ModelsRoutes
 from gateway.routes.responses import ResponsesRoutes
 from gateway.routes.usage import UsageRoutes
@@ -62,6 +64,8 @@ METRIC_ENDPOINTS = (
     "/v1/models",
     "/v1/usage",
     "/admin/reload",
+    "/admin/keys",
+    "/admin/audit",
 )
 USAGE_FLUSH_TIMEOUT = 5.0  # at most this many seconds (and shutdown_grace) of shutdown go to writing usage
 MEMORY_LOG_MAX = 10_000  # records the in-process usage log keeps
@@ -104,8 +108,10 @@ class Gateway:
         self.responses = ResponseStore(
             self.store if isinstance(self.store, RedisStore) else None, cfg.usage.prefix, cfg.responses.ttl
         )
+        # Runtime keys (``/admin/keys``): in Redis through the usage store's connection, cached here.
+        self.keystore = KeyStore(self.store if isinstance(self.store, RedisStore) else None, cfg.usage.prefix)
         self.state: State = build_state(
-            cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses
+            cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses, self.keystore
         )
         self.draining = False  # SIGTERM arrived: /readyz says 503 while in-flight work finishes
         self.frame = Frame(self)
@@ -118,6 +124,7 @@ class Gateway:
                 *UsageRoutes(self.store).routes(),
                 *ResponsesRoutes().routes(),
                 *AdminRoutes(self, self.reload).routes(),
+                *KeysRoutes(self).routes(),
                 *files.routes(self),
             ],
             exception_handlers={
@@ -189,6 +196,7 @@ class Gateway:
     async def startup(self) -> None:
         await self.upstream.start()
         await self.limiter.start()
+        await self.keystore.start()
         lifecycle.install(self, asyncio.get_running_loop(), self.config.server.drain_delay, self.reload)
         _freeze_startup_objects()
         if self.metrics is not None:
@@ -201,6 +209,7 @@ class Gateway:
         self.ready = False
         await self.upstream.close()
         await self.limiter.close()
+        await self.keystore.close()
         if self.writer is not None:
             await self.writer.close(min(self.config.server.shutdown_grace, USAGE_FLUSH_TIMEOUT))
         await self.store.close()
@@ -214,7 +223,9 @@ class Gateway:
             return ["no config file: the built-in default has nothing to reload"]
         try:
             cfg = await asyncio.to_thread(load_config, path)
-            state = build_state(cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses)
+            state = build_state(
+                cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses, self.keystore
+            )
         except ConfigError as e:
             for p in e.problems:
                 log.error("reload refused, keeping the running config: %s", p)

@@ -25,6 +25,16 @@ DEMO_KEY = "sk-switchyard-demo"
 # The kinds the provider registry knows, and the reserved ones (refused below with a clear message).
 ProviderKind = Literal[(*KINDS, *RESERVED_KINDS)]  # type: ignore[valid-type]
 OverflowBehavior = Literal["truncate", "error"]
+# Runtime key and team names: what usage, metrics and Redis key names show.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_NAME_HELP = "1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+
+
+def check_name(v: str | None) -> str | None:
+    """A team or runtime key name (README "Runtime keys and teams"); raises ValueError with the rule."""
+    if v is not None and not re.fullmatch(NAME_PATTERN, v):
+        raise ValueError(f"must be {_NAME_HELP}")
+    return v
 
 
 class _Frozen(BaseModel):
@@ -45,6 +55,9 @@ class KeyConfig(_Frozen):
     limits: Limits = Limits()
     admin: bool = False
     files_provider: str | None = None
+    team: str | None = None  # usage is also kept per team; ``teams:`` may give it shared limits
+
+    _team_name = field_validator("team")(check_name)
 
     @field_validator("sha256")
     @classmethod
@@ -192,6 +205,10 @@ class ResponsesConfig(_Frozen):
     ttl: int = Field(default=30 * 86400, ge=60)
 
 
+class TeamConfig(_Frozen):
+    limits: Limits = Limits()  # shared by every key (config or runtime) naming the team
+
+
 class Config(_Frozen):
     server: ServerConfig = ServerConfig()
     keys: tuple[KeyConfig, ...]
@@ -200,6 +217,7 @@ class Config(_Frozen):
     usage: UsageConfig = UsageConfig()
     metrics: MetricsConfig = MetricsConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    teams: dict[str, TeamConfig] = {}
 
     @field_validator("keys", "providers")
     @classmethod
@@ -305,6 +323,10 @@ def _reference_problems(data: dict[str, Any]) -> list[str]:
     for name in providers:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
             problems.append(f"providers.{name}: provider names may hold only letters, digits, '_', '.', '-'")
+    teams = data.get("teams") if isinstance(data.get("teams"), dict) else {}
+    for name in teams:
+        if not re.fullmatch(NAME_PATTERN, str(name)):
+            problems.append(f"teams.{name}: team names must be {_NAME_HELP}")
     seen_keys: set[str] = set()
     seen_digests: set[str] = set()
     keys = data.get("keys") if isinstance(data.get("keys"), list) else []

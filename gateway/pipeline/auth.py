@@ -1,7 +1,9 @@
-"""Client keys: the request's key -> a Principal (name, allowed models, limits, admin).
+"""Client keys: the request's key -> a Principal (name, allowed models, limits, team, admin).
 
 Keys are held only as sha256 digests. The lookup is by digest (which says nothing about
-any valid key) and the match is confirmed with a constant-time comparison.
+any valid key) and the match is confirmed with a constant-time comparison. Config keys are
+looked up first; then the runtime keys (``governance/keystore.py``), from their in-memory cache.
+A config key wins a name clash: a runtime key of the same name does not authenticate.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 from gateway.config import Config, KeyConfig, Limits
 from gateway.errors import invalid_api_key
@@ -19,7 +22,7 @@ _CACHE_MAX = 4096
 
 
 class Principal:
-    __slots__ = ("_allowed", "admin", "digest", "files_provider", "globs", "limited", "limits", "name")
+    __slots__ = ("_allowed", "admin", "digest", "files_provider", "globs", "limited", "limits", "name", "team")
 
     def __init__(self, k: KeyConfig) -> None:
         self.name = k.name
@@ -28,6 +31,7 @@ class Principal:
         self.limits: Limits = k.limits
         self.limited = has_limits(k.limits)
         self.files_provider = k.files_provider
+        self.team = k.team
         self.digest = k.digest()
         self._allowed: dict[str, bool] = {}
 
@@ -51,10 +55,32 @@ class Principal:
         return False
 
 
+class RuntimeKeys(Protocol):
+    """The runtime keys' cache (``governance.keystore.KeyStore``)."""
+
+    def find(self, digest: str) -> Principal | None: ...
+    async def look_up(self, digest: str) -> Principal: ...
+
+
+def presented_key(authorization: bytes | None, x_api_key: bytes | None) -> str | None:
+    """The key from ``Authorization: Bearer KEY`` or ``x-api-key: KEY``."""
+    key: str | None = None
+    if authorization:
+        scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
+        if scheme.lower() == "bearer":
+            key = token.strip()
+    if not key and x_api_key:
+        key = x_api_key.decode("latin-1").strip()
+    return key or None
+
+
 class KeyTable:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, runtime: RuntimeKeys | None = None) -> None:
         self._by_digest = {p.digest: p for p in (Principal(k) for k in cfg.keys)}
         self.by_name = {p.name: p for p in self._by_digest.values()}
+        self.runtime = runtime
+        # Teams with limits: shared by every key naming the team (checked at admission).
+        self.team_limits: dict[str, Limits] = {n: t.limits for n, t in cfg.teams.items() if has_limits(t.limits)}
 
     def lookup(self, key: str | None) -> Principal | None:
         if not key:
@@ -65,16 +91,32 @@ class KeyTable:
             return p
         return None
 
-    def authenticate(self, authorization: bytes | None, x_api_key: bytes | None) -> Principal:
-        """From raw header values; raises the 401 for a missing or wrong key."""
-        key: str | None = None
-        if authorization:
-            scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
-            if scheme.lower() == "bearer":
-                key = token.strip()
-        if not key and x_api_key:
-            key = x_api_key.decode("latin-1").strip()
-        p = self.lookup(key)
-        if p is None:
+    def authenticate(self, authorization: bytes | None, x_api_key: bytes | None) -> Principal | None:
+        """From raw header values, without waiting: a config key or a cached runtime key. Raises the
+        401 for a missing or wrong key; None when only the runtime store can tell (``look_up``)."""
+        key = presented_key(authorization, x_api_key)
+        if not key:
+            raise invalid_api_key()
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        p = self._by_digest.get(digest)
+        if p is not None and hmac.compare_digest(p.digest, digest):
+            return p
+        if self.runtime is None:
+            raise invalid_api_key()
+        p = self.runtime.find(digest)
+        if p is not None and p.name in self.by_name:
+            raise invalid_api_key()  # shadowed by a config key of the same name
+        return p
+
+    async def look_up(self, authorization: bytes | None, x_api_key: bytes | None) -> Principal:
+        """The slow path after ``authenticate`` said None: ask the runtime store (bounded, cached)."""
+        key = presented_key(authorization, x_api_key)
+        if not key or self.runtime is None:
+            raise invalid_api_key()
+        p = await self.runtime.look_up(hashlib.sha256(key.encode()).hexdigest())
+        if p.name in self.by_name:
             raise invalid_api_key()
         return p
+
+    def team_limits_of(self, p: Principal) -> Limits | None:
+        return self.team_limits.get(p.team) if p.team else None

@@ -142,6 +142,7 @@ class RequestContext:
             latency_ms=(time.perf_counter() - self.t0) * 1000.0,
             ttft_ms=None if self.ttft is None else (self.ttft - self.t0) * 1000.0,
             estimated=self.estimated,
+            team=(p.team or "") if p else "",
         )
 
 
@@ -179,10 +180,17 @@ class Frame:
                     reason="overloaded",
                 )
             if auth == REQUIRED:
-                ctx.principal = state.keys.authenticate(ctx.authorization, ctx.x_api_key)
+                # A known key never waits; an unknown one may be a runtime key made a moment ago.
+                keys = state.keys
+                ctx.principal = keys.authenticate(ctx.authorization, ctx.x_api_key) or await keys.look_up(
+                    ctx.authorization, ctx.x_api_key
+                )
             elif auth == OPTIONAL and (ctx.authorization or ctx.x_api_key):
                 try:
-                    ctx.principal = state.keys.authenticate(ctx.authorization, ctx.x_api_key)
+                    keys = state.keys
+                    ctx.principal = keys.authenticate(ctx.authorization, ctx.x_api_key) or await keys.look_up(
+                        ctx.authorization, ctx.x_api_key
+                    )
                 except GatewayError:
                     ctx.principal = None
             await handler(ctx, receive, send)

@@ -90,8 +90,11 @@ async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: En
         raise model_not_allowed(model)
     # A cheap prompt estimate for token limits; settled with the real usage afterwards.
     ctx.prompt_estimate = len(raw) // 4
-    if principal.limited:
-        ctx.admission = await state.limiter.admit(principal.name, principal.limits, ctx.prompt_estimate)
+    team_limits = state.keys.team_limits_of(principal)
+    if principal.limited or team_limits is not None:
+        ctx.admission = await state.limiter.admit(
+            principal.name, principal.limits, ctx.prompt_estimate, principal.team, team_limits
+        )
         ctx.headers = ctx.admission.headers
     c = Call(ctx, send, endpoint, body, route)
     if endpoint.exchange is not None:

@@ -39,6 +39,12 @@ pipelines them; when the queue is full they are dropped and counted (``settle_dr
 
 Without Redis the state lives in this process: with ``--workers N`` or several replicas each
 process enforces the limits on its own (N times the configured rate in total).
+
+Teams (``teams: {T: {limits}}``): a key naming a team is admitted against its own limits and then
+the team's, counted under the name ``team:T`` and shared by all the team's keys; both admissions
+are settled. The two are separate scripts (a key's and its team's counters live in different
+cluster slots), so a request the team refuses gets its token charge on the key refunded, but
+still counts toward the key's ``rpm``.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ REDIS_COOLDOWN = 1.0  # seconds Redis is skipped after a failure
 SETTLE_QUEUE = 10_000  # settlements waiting for Redis before new ones are dropped
 SETTLE_BATCH = 256  # settlements per pipelined round trip
 DAY_MS = 86_400_000
+TEAM = "team:"  # the limiter name of a team's shared counters
 
 RPM, TPM, TPD = "rpm", "tpm", "tpd"
 
@@ -217,6 +224,7 @@ class Admission:
     tpm: bool = False
     tpd: bool = False
     settled: bool = field(default=False, compare=False)
+    also: Admission | None = field(default=None, compare=False)  # the team's admission, settled with it
 
 
 EMPTY = Admission([])
@@ -270,16 +278,17 @@ _NAMES = {
 
 
 def _refusal(key_name: str, limits: Limits, prompt: int, v: Verdict) -> str:
-    """OpenAI's 429 wording, with the key's name where OpenAI names the organization."""
+    """OpenAI's 429 wording, with the key's (or team's) name where OpenAI names the organization."""
     limit = {RPM: limits.rpm, TPM: limits.tpm, TPD: limits.tokens_per_day}[v.failed]
+    who = f"team '{key_name[len(TEAM) :]}'" if key_name.startswith(TEAM) else f"key '{key_name}'"
     if v.too_large:
         return (
-            f"Request too large for key '{key_name}' on {_NAMES[v.failed]}: Limit {limit}, Requested {prompt}. "
+            f"Request too large for {who} on {_NAMES[v.failed]}: Limit {limit}, Requested {prompt}. "
             "The input or output tokens must be reduced in order to run successfully."
         )
     used, requested = {RPM: (v.requests, 1), TPM: (v.tokens, prompt), TPD: (v.day_tokens, prompt)}[v.failed]
     return (
-        f"Rate limit reached for key '{key_name}' on {_NAMES[v.failed]}: Limit {limit}, Used {used}, "
+        f"Rate limit reached for {who} on {_NAMES[v.failed]}: Limit {limit}, Used {used}, "
         f"Requested {requested}. Please try again in {format_duration(v.retry_ms)}."
     )
 
@@ -295,6 +304,23 @@ def _headers(limits: Limits, v: Verdict) -> list[tuple[bytes, bytes]]:
         h.append((b"x-ratelimit-remaining-tokens", str(max(0, limits.tpm - v.tokens)).encode()))
         h.append((b"x-ratelimit-reset-tokens", format_duration(v.tokens_reset_ms).encode()))
     return h
+
+
+def _tighter(a: list[tuple[bytes, bytes]], b: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Per family (requests, tokens), the headers of whichever admission has less room left."""
+    out: list[tuple[bytes, bytes]] = []
+    for family in (b"-requests", b"-tokens"):
+        fa = [h for h in a if h[0].endswith(family)]
+        fb = [h for h in b if h[0].endswith(family)]
+        if fa and fb:
+            out += fb if _remaining(fb) < _remaining(fa) else fa
+        else:
+            out += fa or fb
+    return out
+
+
+def _remaining(headers: list[tuple[bytes, bytes]]) -> int:
+    return next(int(v) for k, v in headers if k.startswith(b"x-ratelimit-remaining-"))
 
 
 def has_limits(limits: Limits) -> bool:
@@ -506,8 +532,32 @@ class Limiter:
             await self._redis.aclose()
 
     # -- the request path --------------------------------------------------------------------
-    async def admit(self, key_name: str, limits: Limits, prompt_tokens: int) -> Admission:
-        """Admit one request of ``prompt_tokens`` (estimated) or raise 429 (503 when Redis is down, ``deny``)."""
+    async def admit(
+        self,
+        key_name: str,
+        limits: Limits,
+        prompt_tokens: int,
+        team: str | None = None,
+        team_limits: Limits | None = None,
+    ) -> Admission:
+        """Admit one request of ``prompt_tokens`` (estimated) against the key's limits and then its
+        team's; raise 429 (503 when Redis is down, ``deny``)."""
+        own = await self._admit(key_name, limits, prompt_tokens)
+        if not team or team_limits is None or not has_limits(team_limits):
+            return own
+        try:
+            shared = await self._admit(TEAM + team, team_limits, prompt_tokens)
+        except GatewayError:
+            self.settle(own, 0)  # refund the key's token charge: the request never ran
+            raise
+        if own is EMPTY:
+            return shared
+        if shared is not EMPTY:
+            own.also = shared
+            own.headers = _tighter(own.headers, shared.headers)
+        return own
+
+    async def _admit(self, key_name: str, limits: Limits, prompt_tokens: int) -> Admission:
         if not has_limits(limits):
             return EMPTY
         prompt = max(0, prompt_tokens)
@@ -541,6 +591,8 @@ class Limiter:
 
     def settle(self, admission: Admission, total_tokens: int) -> None:
         """Reconcile the prompt estimate with the real total; never waits (Redis writes are queued)."""
+        if admission.also is not None:
+            self.settle(admission.also, total_tokens)
         if admission.settled or not (admission.tpm or admission.tpd):
             return
         admission.settled = True

@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.accounting.accountant import Accountant
 from gateway.config import Config
-from gateway.pipeline.auth import KeyTable
+from gateway.pipeline.auth import KeyTable, RuntimeKeys
 from gateway.pipeline.balancer import Balancer
 from gateway.pipeline.limits import Limiter
 from gateway.pipeline.routing import Router
@@ -34,13 +34,15 @@ def build_state(
     balancer: Balancer | None = None,
     limiter: Limiter | None = None,
     responses: Any = None,
+    runtime_keys: RuntimeKeys | None = None,
 ) -> State:
-    """A State for ``cfg``; the balancer (breaker state) and limiter (connections) carry over reloads."""
+    """A State for ``cfg``; the balancer (breaker state), limiter (connections) and runtime keys
+    carry over reloads."""
     if limiter is None:
         limiter = Limiter(cfg.usage.redis_url, cfg.usage.prefix, cfg.server.limits_when_redis_down)
     return State(
         cfg,
-        KeyTable(cfg),
+        KeyTable(cfg, runtime_keys),
         Router(cfg),
         upstream,
         accountant,

@@ -398,7 +398,9 @@ class FilesAPI:
         call = Call(ctx, ctx.state, rid, family, ctx.principal, headers={"x-request-id": rid})
         try:
             p = call.who
-            admission = await ctx.state.limiter.admit(p.name, _rpm_only(p.limits.rpm), 0)
+            team = ctx.state.keys.team_limits_of(p)
+            team_rpm = _rpm_only(team.rpm) if team is not None else None
+            admission = await ctx.state.limiter.admit(p.name, _rpm_only(p.limits.rpm), 0, p.team, team_rpm)
             call.headers.update((k.decode(), v.decode()) for k, v in admission.headers)
             response = await handler(call, request)
             call.status = response.status_code

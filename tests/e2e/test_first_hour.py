@@ -103,7 +103,7 @@ def test_serve_without_config_listens_on_loopback_only(demo: tuple[int, str]) ->
 
 def test_the_readme_curl_command(demo: tuple[int, str]) -> None:
     port, _ = demo
-    (curl,) = [b for b in blocks("sh") if b.startswith("curl ")]
+    curl = next(b for b in blocks("sh") if b.startswith("curl ") and "127.0.0.1:8080" in b)  # the first-hour one
     out = subprocess.run(
         ["bash", "-c", curl.replace("127.0.0.1:8080", f"127.0.0.1:{port}")],
         capture_output=True,

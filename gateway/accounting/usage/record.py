@@ -21,6 +21,7 @@ class UsageRecord:
     ttft_ms: float | None = None
     estimated: bool = False  # tokens counted by the gateway, not reported by the upstream
     ts: float = 0.0
+    team: str = ""  # the key's team ("" when none): usage is also kept per team and day
 
     def __post_init__(self) -> None:
         if not self.ts:

@@ -3,6 +3,7 @@
 Layout (ops query it directly, so it must not change; nothing here expires it):
 
     {prefix}usage:{key}:{YYYYMMDD}   hash: the five FIELDS, and ``{model}|{field}`` for each model
+    {prefix}team:{team}:{YYYYMMDD}   hash: the same, summed over the team's keys
     {prefix}log                      stream: one entry per request, trimmed with ``XADD MAXLEN ~``
 
 A batch of records is written as *units*, each one Lua script over one data key and one guard
@@ -112,14 +113,22 @@ def log_values(rec: UsageRecord) -> tuple[str, ...]:
     )
 
 
+def team_key(prefix: str, team: str, day: str) -> str:
+    return f"{prefix}team:{team}:{day}"
+
+
 def hash_increments(records: Iterable[UsageRecord], prefix: str) -> dict[str, dict[str, int]]:
-    """Per usage hash, the summed increments of a batch (zeros kept so the five fields always exist)."""
+    """Per usage hash (the key's, and its team's), the summed increments of a batch (zeros kept so
+    the five fields always exist)."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in records:
-        h = out[usage_key(prefix, r.key, r.day)]
+        hashes = [out[usage_key(prefix, r.key, r.day)]]
+        if r.team:
+            hashes.append(out[team_key(prefix, r.team, r.day)])
         for f, inc in zip(FIELDS, record_increments(r), strict=True):
-            h[f] += inc
-            h[f"{r.model}|{f}"] += inc
+            for h in hashes:
+                h[f] += inc
+                h[f"{r.model}|{f}"] += inc
     return out
 
 
@@ -252,9 +261,15 @@ class RedisStore:
 
     # -- reads -----------------------------------------------------------------------------
     async def usage(self, key: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        return await self._read(usage_key(self.prefix, key, day))
+
+    async def team_usage(self, team: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        return await self._read(team_key(self.prefix, team, day))
+
+    async def _read(self, hkey: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         try:
             r = await self.client()
-            h = await r.hgetall(usage_key(self.prefix, key, day))
+            h = await r.hgetall(hkey)
         except Exception as e:
             log.warning("usage store read failed: %s", type(e).__name__)
             raise GatewayError(

@@ -44,6 +44,7 @@ class UsageStore(Protocol):
 
     async def write(self, records: list[UsageRecord]) -> None: ...
     async def usage(self, key: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]: ...
+    async def team_usage(self, team: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]: ...
     async def close(self) -> None: ...
 
 
@@ -52,6 +53,7 @@ class MemoryStore:
 
     def __init__(self, log_max_len: int = 10_000) -> None:
         self.hashes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.teams: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.log: deque[UsageRecord] = deque(maxlen=log_max_len)
 
     def submit(self, rec: UsageRecord) -> None:
@@ -59,10 +61,13 @@ class MemoryStore:
         self.add(rec)
 
     def add(self, rec: UsageRecord) -> None:
-        h = self.hashes[(rec.key, rec.day)]
+        hashes = [self.hashes[(rec.key, rec.day)]]
+        if rec.team:
+            hashes.append(self.teams[(rec.team, rec.day)])
         for f, inc in zip(FIELDS, record_increments(rec), strict=True):
-            h[f] += inc
-            h[f"{rec.model}|{f}"] += inc
+            for h in hashes:
+                h[f] += inc
+                h[f"{rec.model}|{f}"] += inc
         self.log.append(rec)
 
     async def write(self, records: list[UsageRecord]) -> None:
@@ -71,6 +76,9 @@ class MemoryStore:
 
     async def usage(self, key: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         return parse_hash({k: str(v) for k, v in self.hashes.get((key, day), {}).items()})
+
+    async def team_usage(self, team: str, day: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        return parse_hash({k: str(v) for k, v in self.teams.get((team, day), {}).items()})
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,1 @@
+"""Governance: runtime keys (``keystore``), created and changed through the admin API at run time."""
