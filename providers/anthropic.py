@@ -508,8 +508,18 @@ def _int(v: Any) -> int:
 def _usage(u: dict[str, Any]) -> dict[str, Any]:
     """Anthropic counts cache writes and reads apart from input_tokens; OpenAI's prompt_tokens holds them all."""
     cache_read = _int(u.get("cache_read_input_tokens"))
-    prompt = _int(u.get("input_tokens")) + _int(u.get("cache_creation_input_tokens")) + cache_read
-    return usage_dict(prompt, _int(u.get("output_tokens")), prompt_tokens_details={"cached_tokens": cache_read})
+    cache_write = _int(u.get("cache_creation_input_tokens"))
+    prompt = _int(u.get("input_tokens")) + cache_write + cache_read
+    return usage_dict(prompt, _int(u.get("output_tokens")), prompt_tokens_details=_details(cache_read, cache_write))
+
+
+def _details(cache_read: int, cache_write: int) -> dict[str, int]:
+    """``cached_tokens`` as OpenAI's; cache writes (billed dearer by Anthropic) as ``cache_write_tokens``,
+    the Responses API's name for them, only when there are any."""
+    details = {"cached_tokens": cache_read}
+    if cache_write:
+        details["cache_write_tokens"] = cache_write
+    return details
 
 
 class AnthropicStream(StreamTranslator):
@@ -651,7 +661,9 @@ class AnthropicStream(StreamTranslator):
         if isinstance(u.get("output_tokens"), int):
             self.completion = u["output_tokens"]
         prompt = self.input + self.cache_write + self.cache_read
-        self.usage = usage_dict(prompt, self.completion, prompt_tokens_details={"cached_tokens": self.cache_read})
+        self.usage = usage_dict(
+            prompt, self.completion, prompt_tokens_details=_details(self.cache_read, self.cache_write)
+        )
 
     def _content(self, text: Any) -> list[bytes]:
         if not isinstance(text, str) or not text:

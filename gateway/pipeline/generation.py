@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.errors import GatewayError, model_not_allowed
+from gateway.pipeline.budgets import reservation
 from gateway.pipeline.overflow import PARAM as OVERFLOW_PARAM
 from gateway.pipeline.overflow import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
 from gateway.pipeline.relay import ChatOut, NativeOut, OpenStream, Out, TranslatedOut, peek, pump
@@ -89,7 +90,9 @@ async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: En
     # A cheap prompt estimate for token limits; settled with the real usage afterwards.
     ctx.prompt_estimate = len(raw) // 4
     if principal.limited:
-        ctx.admission = await state.limiter.admit(principal.name, principal.limits, ctx.prompt_estimate)
+        # A money budget reserves the most the request can cost; settled with the real cost afterwards.
+        cost = reservation(endpoint, body, route, ctx.prompt_estimate) if principal.limits.budget_usd else 0
+        ctx.admission = await state.limiter.admit(principal.name, principal.limits, ctx.prompt_estimate, cost)
         ctx.headers = ctx.admission.headers
     c = Call(ctx, send, endpoint, body, route)
     if endpoint.exchange is not None:
@@ -188,6 +191,7 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
             ureq = adapter.build_request(form, dict(fitted_body), dep.target, c.call)
         ureq.headers["x-request-id"] = ctx.request_id
         ctx.provider = dep.provider
+        ctx.pricing = dep.facts.pricing
         try:
             if ctx.stream:
                 result: Any = await _open_stream(c, dep, ureq, native_api)

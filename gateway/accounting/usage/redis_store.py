@@ -2,7 +2,8 @@
 
 Layout (ops query it directly, so it is contract; nothing here expires it):
 
-    {prefix}usage:{key}:{YYYYMMDD}   hash: the five FIELDS, and ``{model}|{field}`` for each model
+    {prefix}usage:{key}:{YYYYMMDD}   hash: the five FIELDS and ``cost_micro_usd``, and ``{model}|{field}``
+                                     for each model
     {prefix}log                      stream: one entry per request, trimmed with ``XADD MAXLEN ~``
 
 A batch of records is written as *units*, each one Lua script over one data key and one guard
@@ -33,9 +34,10 @@ from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 from gateway.accounting.usage.record import UsageRecord
-from gateway.accounting.usage.store import FIELDS, parse_hash, record_increments
+from gateway.accounting.usage.store import HASH_FIELDS, parse_hash, record_increments
 from gateway.config import UsageConfig
 from gateway.errors import GatewayError
+from gateway.governance.cost import format_usd
 
 log = logging.getLogger("switchyard.usage")
 
@@ -83,6 +85,10 @@ LOG_FIELDS = (
     "latency_ms",
     "ttft_ms",
     "estimated",
+    "cost_usd",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "priced",
 )
 
 
@@ -109,15 +115,19 @@ def log_values(rec: UsageRecord) -> tuple[str, ...]:
         f"{rec.latency_ms:.1f}",
         "" if rec.ttft_ms is None else f"{rec.ttft_ms:.1f}",
         "1" if rec.estimated else "0",
+        format_usd(rec.cost_micro_usd),  # exact: "0.001500", never a float's rounding
+        str(rec.cache_read_tokens),
+        str(rec.cache_write_tokens),
+        "1" if rec.priced else "0",
     )
 
 
 def hash_increments(records: Iterable[UsageRecord], prefix: str) -> dict[str, dict[str, int]]:
-    """Per usage hash, the summed increments of a batch (zeros kept so the five fields always exist)."""
+    """Per usage hash, the summed increments of a batch (zeros kept so every field always exists)."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in records:
         h = out[usage_key(prefix, r.key, r.day)]
-        for f, inc in zip(FIELDS, record_increments(r), strict=True):
+        for f, inc in zip(HASH_FIELDS, record_increments(r), strict=True):
             h[f] += inc
             h[f"{r.model}|{f}"] += inc
     return out
