@@ -53,6 +53,8 @@ class BudgetUSD(_Frozen):
     @field_validator("day", "month", mode="before")
     @classmethod
     def _money(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool) and v <= 0:
+            raise ValueError("must be greater than 0")
         d = _usd(v, "USD")
         if d is not None and d <= 0:
             raise ValueError("must be greater than 0")

@@ -273,3 +273,41 @@ def test_the_reservation_takes_the_dearest_deployment_and_cache_writes() -> None
 
 def test_an_unpriced_route_reserves_nothing() -> None:
     assert reservation(EP["chat"], {"max_tokens": 100}, _route([], "mock/echo"), 1_000) == 0
+
+
+# -- the config ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("budget", "problem"),
+    [
+        ({"day": 0}, "keys.0.limits.budget_usd.day: must be greater than 0"),
+        ({"month": -5}, "keys.0.limits.budget_usd.month: must be greater than 0"),
+        ({"day": "0.0000001"}, "keys.0.limits.budget_usd.day: at most 6 decimal places (USD)"),
+        ({"day": "lots"}, "keys.0.limits.budget_usd.day: must be a number"),
+        ({}, "keys.0.limits.budget_usd: give 'day', 'month' or both"),
+        ({"week": 1}, "keys.0.limits.budget_usd.week: unknown field (check the spelling)"),
+    ],
+)
+def test_budget_config_problems_are_named(budget: dict[str, Any], problem: str) -> None:
+    from gateway.config import ConfigError
+
+    cfg = {
+        "keys": [{"name": "k", "key": "sk-k", "limits": {"budget_usd": budget}}],
+        "providers": {"m": {"kind": "mock"}},
+    }
+    with pytest.raises(ConfigError) as ei:
+        parse_config(cfg, "c.yaml", env={})
+    assert f"c.yaml: {problem}" in ei.value.problems
+
+
+def test_a_budget_in_the_config() -> None:
+    cfg = parse_config(
+        {
+            "keys": [{"name": "k", "key": "sk-k", "limits": {"budget_usd": {"day": 10, "month": "250.5"}}}],
+            "providers": {"m": {"kind": "mock"}},
+        },
+        env={},
+    )
+    from gateway.pipeline.limits import budget_micro, has_limits
+
+    assert budget_micro(cfg.keys[0].limits) == (10_000_000, 250_500_000)
+    assert has_limits(cfg.keys[0].limits)

@@ -295,3 +295,25 @@ def test_configured_prices_are_exact_decimals() -> None:
     p = r.resolve("mock/echo").deployments[0].facts.pricing
     assert p is not None and (p.base.input, p.base.output) == (1, 123_456_789)
     assert Decimal(str(p.to_json()["output"])) == Decimal("123.456789")
+
+
+@pytest.mark.parametrize(
+    ("pricing", "problem"),
+    [
+        ({"input": -1}, "models.0.pricing.input: must be a number >= 0"),
+        ({"input": 0.1234567}, "models.0.pricing.input: at most 6 decimal places (USD per million tokens)"),
+        ({"output": "cheap"}, "models.0.pricing.output: must be a number"),
+        ({"batch": 1}, "models.0.pricing.batch: unknown field (check the spelling)"),
+    ],
+)
+def test_pricing_config_problems_are_named(pricing: dict[str, Any], problem: str) -> None:
+    from gateway.config import ConfigError
+
+    cfg = {
+        "keys": [{"name": "k", "key": "sk-k"}],
+        "providers": {"mock": {"kind": "mock"}},
+        "models": [{"name": "mock/echo", "pricing": pricing}],
+    }
+    with pytest.raises(ConfigError) as ei:
+        parse_config(cfg, "c.yaml", env={})
+    assert f"c.yaml: {problem}" in ei.value.problems
