@@ -104,7 +104,10 @@ class Gateway:
             cfg.usage.prefix,
             cfg.server.limits_when_redis_down,
             on_failure=m.limits_failure if m else None,
+            on_budget=m.budget_used if m else None,
         )
+        if m is not None:
+            m.budget_limits(configured_budgets(cfg))
         self.responses = ResponseStore(
             self.store if isinstance(self.store, RedisStore) else None, cfg.usage.prefix, cfg.responses.ttl
         )
@@ -234,6 +237,8 @@ class Gateway:
             log.error("reload refused, keeping the running config: %s", e)
             return [str(e)]
         self.state, self.config = state, cfg  # one assignment: requests in flight keep their State
+        if self.metrics is not None:
+            self.metrics.budget_limits(configured_budgets(cfg))
         gc.unfreeze()  # let the old State be collected once its last request is done
         _freeze_startup_objects()
         log.info("config reloaded from %s", path)
@@ -274,6 +279,16 @@ def _freeze_startup_objects() -> None:
     collections then walk only what requests create, which measurably cuts CPU per request."""
     gc.collect()
     gc.freeze()
+
+
+def configured_budgets(cfg: Config) -> list[tuple[str, str, float]]:
+    """``(subject, window, usd)`` for every configured key budget (the switchyard_budget_limit_usd gauge)."""
+    out = []
+    for k in cfg.keys:
+        b = k.limits.budget_usd
+        if b is not None:
+            out += [(k.name, w, float(v)) for w, v in (("day", b.day), ("month", b.month)) if v is not None]
+    return out
 
 
 def load_or_default(path: str | None) -> tuple[Config, bool]:

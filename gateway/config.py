@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import os
 import re
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -41,10 +42,65 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _usd(v: Any, places: str) -> Any:
+    """Money in the config: a number >= 0 with at most 6 decimals (whole micro-dollars / pico-dollars)."""
+    if v is None:
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ValueError("must be a number")
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise ValueError("must be a number") from None
+    if not d.is_finite() or d < 0:
+        raise ValueError("must be a number >= 0")
+    if d != d.quantize(Decimal("0.000001"), rounding=ROUND_DOWN):
+        raise ValueError(f"at most 6 decimal places ({places})")
+    return d
+
+
+class BudgetUSD(_Frozen):
+    """Spending limits in US dollars per UTC day and per UTC month (README "Model catalog, cost and budgets")."""
+
+    day: Decimal | None = None
+    month: Decimal | None = None
+
+    @field_validator("day", "month", mode="before")
+    @classmethod
+    def _money(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool) and v <= 0:
+            raise ValueError("must be greater than 0")
+        d = _usd(v, "USD")
+        if d is not None and d <= 0:
+            raise ValueError("must be greater than 0")
+        return d
+
+    @model_validator(mode="after")
+    def _some(self) -> BudgetUSD:
+        if self.day is None and self.month is None:
+            raise ValueError("give 'day', 'month' or both")
+        return self
+
+
 class Limits(_Frozen):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     tokens_per_day: int | None = Field(default=None, ge=1)
+    budget_usd: BudgetUSD | None = None
+
+
+class PricingConfig(_Frozen):
+    """USD per million tokens; each given price overrides the catalog's (README "Model catalog, cost and budgets")."""
+
+    input: Decimal | None = None
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    output: Decimal | None = None
+
+    @field_validator("input", "cached_input", "cache_write", "output", mode="before")
+    @classmethod
+    def _price(cls, v: Any) -> Any:
+        return _usd(v, "USD per million tokens")
 
 
 class KeyConfig(_Frozen):
@@ -157,6 +213,7 @@ class ModelConfig(_Frozen):
     context_length_exceeded_behavior: OverflowBehavior | None = None
     # How deployments of equal rank share load: by weight, or to the one with fewest in flight.
     strategy: Literal["weighted", "least_in_flight"] = "weighted"
+    pricing: PricingConfig | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> ModelConfig:

@@ -45,6 +45,8 @@ def _access_line(rec: UsageRecord) -> bytes:
             "latency_ms": round(rec.latency_ms, 2),
             "ttft_ms": None if rec.ttft_ms is None else round(rec.ttft_ms, 2),
             "estimated": rec.estimated,
+            "cost_usd": rec.cost_usd,
+            "priced": rec.priced,
         }
     )
 

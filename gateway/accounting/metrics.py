@@ -61,6 +61,12 @@ EXPORTED = frozenset(
         "switchyard_limits_redis_failures_total",
         "switchyard_circuit_state",
         "switchyard_file_bytes_total",
+        # Governance: spend in dollars, requests no price was known for, and budget use.
+        "switchyard_cost_usd_total",
+        "switchyard_unpriced_requests_total",
+        "switchyard_budget_limit_usd",
+        "switchyard_budget_spent_usd",
+        "switchyard_budget_reset_timestamp_seconds",
     }
 )
 
@@ -77,6 +83,8 @@ class _Children:
     completion: Counter
     duration: Histogram
     ttft: Histogram
+    cost: Counter
+    unpriced: Counter
 
 
 class Metrics:
@@ -152,11 +160,47 @@ class Metrics:
             ["key", "provider", "direction"],
             registry=r,
         )
+        self.cost = Counter(
+            "switchyard_cost_usd_total",
+            "Spend in US dollars at list prices (the catalog's or the config's), from the upstream's tokens.",
+            ["key", "vendor", "model"],
+            registry=r,
+        )
+        self.unpriced = Counter(
+            "switchyard_unpriced_requests_total",
+            "Requests that used tokens of a model with no known price (recorded at cost 0, priced: false).",
+            ["vendor", "model"],
+            registry=r,
+        )
+        # Budget use per limited subject (a key's name; any other subject the limiter is asked about)
+        # and window (day, month), as last seen at an admission, reservations in flight included.
+        self.budget_limit = Gauge(
+            "switchyard_budget_limit_usd",
+            "Configured spending limit in US dollars per UTC window.",
+            ["subject", "window"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.budget_spent = Gauge(
+            "switchyard_budget_spent_usd",
+            "Dollars spent or reserved in the current UTC window, as of the subject's latest admission.",
+            ["subject", "window"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.budget_reset = Gauge(
+            "switchyard_budget_reset_timestamp_seconds",
+            "When the window of switchyard_budget_spent_usd ends (unix seconds); past it, the value is stale.",
+            ["subject", "window"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         self.max_passthrough = cfg.max_passthrough_models
         self._endpoints = {e: e for e in endpoints}
         self._passthrough: set[str] = set()
         self._children: dict[tuple[str, str, str, str, int, bool], _Children] = {}
         self._errors: dict[tuple[str, str], Counter] = {}
+        self._budgets: set[tuple[str, str]] = set()
 
     # -- the request path ------------------------------------------------------------------
     def begin(self) -> None:
@@ -178,6 +222,10 @@ class Metrics:
         c.duration.observe(rec.latency_ms / 1000.0)
         if rec.stream and rec.ttft_ms is not None:
             c.ttft.observe(rec.ttft_ms / 1000.0)
+        if rec.cost_micro_usd > 0:
+            c.cost.inc(rec.cost_micro_usd / 1_000_000)
+        if not rec.priced:
+            c.unpriced.inc()
 
     def upstream_error(self, provider: str, reason: str) -> None:
         ident = (provider if provider and provider != "-" else NONE, reason or OTHER)
@@ -195,6 +243,24 @@ class Metrics:
 
     def limits_failure(self) -> None:
         self.limits_failures.inc()
+
+    def budget_limits(self, limits: Iterable[tuple[str, str, float]]) -> None:
+        """The configured budgets, ``(subject, window, usd)``; set at start-up and on every reload
+        (a budget a reload removed leaves the series)."""
+        now = {(subject, window): usd for subject, window, usd in limits}
+        for gone in self._budgets - now.keys():
+            for g in (self.budget_limit, self.budget_spent, self.budget_reset):
+                try:
+                    g.remove(*gone)
+                except KeyError:
+                    pass
+        for (subject, window), usd in now.items():
+            self.budget_limit.labels(subject, window).set(usd)
+        self._budgets = set(now)
+
+    def budget_used(self, subject: str, window: str, spent_usd: float, reset_at: float) -> None:
+        self.budget_spent.labels(subject, window).set(spent_usd)
+        self.budget_reset.labels(subject, window).set(reset_at)
 
     def circuit_state(self, provider: str, upstream: str, state: int) -> None:
         self.circuit.labels(provider, upstream).set(state)
@@ -228,6 +294,8 @@ class Metrics:
             completion=self.tokens.labels(key, vendor, model, "completion"),
             duration=self.duration.labels(vendor, model, endpoint, "true" if stream else "false"),
             ttft=self.ttft.labels(vendor, model),
+            cost=self.cost.labels(key, vendor, model),
+            unpriced=self.unpriced.labels(vendor, model),
         )
         self._children[ident] = c
         return c

@@ -88,13 +88,16 @@ def stop_reason(
 
 
 def usage_from_chat(usage: dict | None) -> dict:
-    """Anthropic usage from chat usage: its ``input_tokens`` exclude cache reads, reported apart."""
+    """Anthropic usage from chat usage: its ``input_tokens`` exclude cache reads and writes, reported apart
+    (writes only where the provider bills them apart and says so, as ``cache_write_tokens``)."""
     usage = usage or {}
     prompt = usage.get("prompt_tokens") or 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") or 0
+    written = details.get("cache_write_tokens") or 0
     return {
-        "input_tokens": max(prompt - cached, 0),
-        "cache_creation_input_tokens": 0,  # chat providers do not bill cache writes apart
+        "input_tokens": max(prompt - cached - written, 0),
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": usage.get("completion_tokens") or 0,
     }

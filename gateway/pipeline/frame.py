@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.accounting.usage.record import UsageRecord
 from gateway.apis.base import OPENAI_ERRORS, ErrorShape
 from gateway.errors import GatewayError
+from gateway.governance.cost import Pricing, cost_of
 from gateway.wire.asgi import JSON_CT, ClientGone, Receive, Scope, Send, clean_request_id
 
 if TYPE_CHECKING:
@@ -44,12 +45,15 @@ class RequestContext:
         "cache_write",
         "committed",
         "completion_tokens",
+        "cost",
         "declared",
         "done",
         "estimated",
         "gone",
         "headers",
         "model",
+        "priced",
+        "pricing",
         "principal",
         "prompt_estimate",
         "prompt_tokens",
@@ -109,6 +113,9 @@ class RequestContext:
         self.completion_tokens = 0
         self.cache_read = 0  # prompt tokens read from the upstream's prompt cache
         self.cache_write = 0  # prompt tokens written to it
+        self.pricing: Pricing | None = None  # the answering deployment's prices (set with ``provider``)
+        self.cost = 0  # micro-dollars, from the tokens above once the request is done
+        self.priced = True
         self.ttft: float | None = None
         self.estimated = False  # tokens counted by the gateway, not reported by the upstream
 
@@ -118,14 +125,26 @@ class RequestContext:
         return self.principal
 
     def take_usage(self, usage: Any) -> bool:
-        """The upstream's chat-form usage (``prompt_tokens``/``completion_tokens``); False when absent."""
+        """The upstream's chat-form usage (``prompt_tokens``/``completion_tokens``, and the prompt-cache
+        reads and writes in ``prompt_tokens_details``); False when absent."""
         if isinstance(usage, dict):
             p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
             if isinstance(p, int):
                 self.prompt_tokens = p
                 self.completion_tokens = c if isinstance(c, int) else 0
+                details = usage.get("prompt_tokens_details")
+                if isinstance(details, dict):
+                    read, write = details.get("cached_tokens"), details.get("cache_write_tokens")
+                    self.cache_read = read if isinstance(read, int) and read > 0 else 0
+                    self.cache_write = write if isinstance(write, int) and write > 0 else 0
                 return True
         return False
+
+    def settle_cost(self) -> None:
+        """The request's cost from its recorded tokens at the answering deployment's prices."""
+        self.cost, self.priced = cost_of(
+            self.pricing, self.prompt_tokens, self.completion_tokens, self.cache_read, self.cache_write
+        )
 
     def record(self) -> UsageRecord:
         p = self.principal
@@ -143,6 +162,10 @@ class RequestContext:
             ttft_ms=None if self.ttft is None else (self.ttft - self.t0) * 1000.0,
             estimated=self.estimated,
             team=(p.team or "") if p else "",
+            cost_micro_usd=self.cost,
+            priced=self.priced,
+            cache_read_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write,
         )
 
 
@@ -212,8 +235,9 @@ class Frame:
             self.in_flight -= 1
             if ctx.estimated and not ctx.prompt_tokens:
                 ctx.prompt_tokens = ctx.prompt_estimate
+            ctx.settle_cost()
             if ctx.admission is not None:
-                state.limiter.settle(ctx.admission, ctx.prompt_tokens + ctx.completion_tokens)
+                state.limiter.settle(ctx.admission, ctx.prompt_tokens + ctx.completion_tokens, ctx.cost)
             p = ctx.principal
             state.accountant.finish(p.name if p else None, ctx.record(), state.router.routes.get(ctx.model) is not None)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.errors import GatewayError, model_not_allowed
+from gateway.pipeline.budgets import reservation
 from gateway.pipeline.overflow import PARAM as OVERFLOW_PARAM
 from gateway.pipeline.overflow import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
 from gateway.pipeline.relay import ChatOut, NativeOut, OpenStream, Out, TranslatedOut, peek, pump
@@ -92,8 +93,11 @@ async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: En
     ctx.prompt_estimate = len(raw) // 4
     team_limits = state.keys.team_limits_of(principal)
     if principal.limited or team_limits is not None:
+        # A money budget reserves the most the request can cost; settled with the real cost afterwards.
+        budgeted = principal.limits.budget_usd or (team_limits is not None and team_limits.budget_usd)
+        cost = reservation(endpoint, body, route, ctx.prompt_estimate) if budgeted else 0
         ctx.admission = await state.limiter.admit(
-            principal.name, principal.limits, ctx.prompt_estimate, principal.team, team_limits
+            principal.name, principal.limits, ctx.prompt_estimate, cost, team=principal.team, team_limits=team_limits
         )
         ctx.headers = ctx.admission.headers
     c = Call(ctx, send, endpoint, body, route)
@@ -196,6 +200,7 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
             ureq = adapter.build_request(form, dict(fitted_body), dep.target, c.call)
         ureq.headers["x-request-id"] = ctx.request_id
         ctx.provider = dep.provider
+        ctx.pricing = dep.facts.pricing
         try:
             if ctx.stream:
                 result: Any = await _open_stream(c, dep, ureq, native_api)

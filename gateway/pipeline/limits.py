@@ -1,4 +1,8 @@
-"""Per-key rate limits and budgets: ``limits: {rpm, tpm, tokens_per_day}`` (docs/operations.md "Rate limits").
+"""Per-subject rate limits and budgets: ``limits: {rpm, tpm, tokens_per_day, budget_usd}``
+(docs/operations.md "Rate limits", README "Budgets in money").
+
+The limiter is keyed by a *subject*: a name whose counters live under ``{prefix}rl:{<subject>}:…``.
+A key is a subject (its name); a team is another (``team:<name>``), admitted and settled the same way.
 
 Semantics (the same with Redis and in memory):
 
@@ -23,13 +27,24 @@ Semantics (the same with Redis and in memory):
   ``tokens``), an integer ``Retry-After`` (>= 1) and the ``x-ratelimit-*`` headers. When several
   limits are exceeded the one with the longest wait is reported, so Retry-After is enough for all;
   a prompt bigger than ``tpm`` or ``tokens_per_day`` can never pass and is reported as such.
+- ``budget_usd: {day, month}``: dollars per UTC day and per UTC month, counted in whole micro-dollars
+  (one hash per subject holding both windows). Admission *reserves* the request's highest possible
+  cost (the caller's prompt estimate at the input price plus the completion budget at the output
+  price) in both windows at once, atomically with the other limits, so concurrent requests on any
+  number of replicas can never together pass the budget by more than one request's reservation;
+  ``settle`` replaces the reservation with the real cost (a surplus is refunded from the windows it
+  was reserved in, if they are still current; an excess is charged to the current ones). At least one
+  micro-dollar of room is needed, so a spent budget also stops requests whose price is unknown.
+  Beyond it: 429 ``insufficient_quota`` (OpenAI's code for an exhausted quota), ``Retry-After`` until
+  the window resets (UTC midnight, or the first of the next month), and ``x-ratelimit-*-budget``
+  headers in dollars for the window with the least room left.
 - ``x-ratelimit-reset-*`` (OpenAI's duration format) is the time until the oldest counted
   request/token leaves the window, i.e. when ``remaining`` next grows. With a sliding log the
   literal "back to the initial state" is always about one window after the latest request and
   says nothing; the next-freed slot is what a client waiting on ``remaining: 0`` needs.
 
 With Redis each admission is ONE Lua script (atomic, server ``TIME``, never worker clocks) over
-three keys of the same hash slot (``{prefix}rl:{<key name>}:rpm|tpm|tpd``, so Redis Cluster works),
+four keys of the same hash slot (``{prefix}rl:{<subject>}:rpm|tpm|tpd|bud``, so Redis Cluster works),
 each with a TTL. Redis down or slow (``REDIS_TIMEOUT``): the request is allowed (``allow``, no
 headers) or refused with 503 ``limits_unavailable`` (``deny``: the gateway cannot tell whether the
 key is over its limit, so 429 would be a lie), the failure is counted (``redis_failures``,
@@ -50,6 +65,8 @@ still counts toward the key's ``rpm``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 import itertools
 import logging
 import math
@@ -67,6 +84,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from gateway.config import Limits
 from gateway.errors import GatewayError
+from gateway.governance.cost import format_usd, micro_to_usd, usd_to_micro
 
 log = logging.getLogger("switchyard.limits")
 
@@ -80,8 +98,38 @@ DAY_MS = 86_400_000
 TEAM = "team:"  # the limiter name of a team's shared counters
 
 RPM, TPM, TPD = "rpm", "tpm", "tpd"
+BDAY, BMONTH = "bday", "bmonth"  # budget_usd.day, budget_usd.month
+BUDGET_KINDS = (BDAY, BMONTH)
 
-_ADMIT_LUA = """
+# UTC calendar from a day number (days since 1970-01-01), in integer arithmetic: the month index
+# (year * 12 + month - 1) and the day number of the first day of the next month. Howard Hinnant's
+# civil_from_days / days_from_civil (http://howardhinnant.github.io/date_algorithms.html).
+_CALENDAR_LUA = """
+local function month_of(days)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  local ny, nm = y, m + 1
+  if nm > 12 then ny, nm = y + 1, 1 end
+  local yy = ny - (nm <= 2 and 1 or 0)
+  local nera = math.floor(yy / 400)
+  local nyoe = yy - nera * 400
+  local nmp = nm > 2 and nm - 3 or nm + 9
+  local ndoy = math.floor((153 * nmp + 2) / 5)
+  local ndoe = nyoe * 365 + math.floor(nyoe / 4) - math.floor(nyoe / 100) + ndoy
+  return y * 12 + m - 1, nera * 146097 + ndoe - 719468
+end
+local function int(x) return string.format('%.0f', x) end
+"""
+
+_ADMIT_LUA = (
+    _CALENDAR_LUA
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rpm, tpm, tpd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -143,6 +191,24 @@ if tpd > 0 then
   end
 end
 
+local bday, bmon, reserve = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local bneed = math.max(reserve, 1)
+local bd_used, bm_used, month, month_end = 0, 0, 0, 0
+if bday > 0 or bmon > 0 then
+  month, month_end = month_of(day)
+  local b = redis.call('HMGET', KEYS[4], 'd', 'du', 'm', 'mu')
+  if tonumber(b[1]) == day then bd_used = tonumber(b[2]) or 0 end
+  if tonumber(b[3]) == month then bm_used = tonumber(b[4]) or 0 end
+  if bday > 0 then
+    if bneed > bday then fail('bday', (day + 1) * 86400000 - now, 1)
+    elseif bd_used + bneed > bday then fail('bday', (day + 1) * 86400000 - now, 0) end
+  end
+  if bmon > 0 then
+    if bneed > bmon then fail('bmonth', month_end * 86400000 - now, 1)
+    elseif bm_used + bneed > bmon then fail('bmonth', month_end * 86400000 - now, 0) end
+  end
+end
+
 local allowed = 0
 if failed == '' then
   allowed = 1
@@ -163,6 +229,11 @@ if failed == '' then
     redis.call('EXPIRE', KEYS[3], 172800)
     d_used = d_used + prompt
   end
+  if bday > 0 or bmon > 0 then
+    bd_used, bm_used = bd_used + reserve, bm_used + reserve
+    redis.call('HSET', KEYS[4], 'd', day, 'du', int(bd_used), 'm', month, 'mu', int(bm_used))
+    redis.call('PEXPIRE', KEYS[4], (month_end + 1) * 86400000 - now)
+  end
 end
 
 local r_reset, t_reset = 0, 0
@@ -176,10 +247,14 @@ for _, bv in ipairs(buckets) do
     break
   end
 end
-return {allowed, failed, retry, large, r_used, r_reset, t_used, t_reset, d_used, day, cur}
+return {allowed, failed, retry, large, r_used, r_reset, t_used, t_reset, d_used, day, cur,
+        int(bd_used), int(bm_used), month, month_end, now}
 """
+)
 
-_SETTLE_LUA = """
+_SETTLE_LUA = (
+    _CALENDAR_LUA
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local delta, bucket, day = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -205,8 +280,27 @@ if ARGV[7] == '1' then
     if u < 0 then redis.call('HSET', KEYS[2], 'used', 0) end
   end
 end
+local cost = tonumber(ARGV[9])
+if ARGV[8] == '1' and cost ~= 0 then
+  local bday, bmon = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local b = redis.call('HMGET', KEYS[3], 'd', 'du', 'm', 'mu')
+  local d, du, m, mu = tonumber(b[1]) or -1, tonumber(b[2]) or 0, tonumber(b[3]) or -1, tonumber(b[4]) or 0
+  if cost > 0 then
+    -- Spent beyond the reservation: it counts in the windows of now.
+    local month, month_end = month_of(today)
+    if d == today then du = du + cost else d, du = today, cost end
+    if m == month then mu = mu + cost else m, mu = month, cost end
+    redis.call('HSET', KEYS[3], 'd', d, 'du', int(du), 'm', m, 'mu', int(mu))
+    redis.call('PEXPIRE', KEYS[3], (month_end + 1) * 86400000 - now)
+  elseif d == bday or m == bmon then
+    -- The unspent part of the reservation goes back to the windows it was taken from, if still current.
+    if d == bday then redis.call('HSET', KEYS[3], 'du', int(math.max(du + cost, 0))) end
+    if m == bmon then redis.call('HSET', KEYS[3], 'mu', int(math.max(mu + cost, 0))) end
+  end
+end
 return 1
 """
+)
 
 
 @dataclass(slots=True)
@@ -223,6 +317,9 @@ class Admission:
     day: int = 0  # UTC day (days since the epoch) the daily charge went to
     tpm: bool = False
     tpd: bool = False
+    budget: bool = False  # a money budget applies: ``reserved`` is settled against the real cost
+    reserved: int = 0  # micro-dollars reserved at admission
+    month: int = 0  # UTC month (year * 12 + month - 1) the reservation went to
     settled: bool = field(default=False, compare=False)
     also: Admission | None = field(default=None, compare=False)  # the team's admission, settled with it
 
@@ -245,6 +342,11 @@ class Verdict:
     day_tokens: int
     day: int
     bucket: int
+    budget_day: int = 0  # micro-dollars spent or reserved today (this request's reservation included when allowed)
+    budget_month: int = 0  # the same for the month
+    month: int = 0  # UTC month index
+    month_end: int = 0  # day number of the first day of the next month
+    now_ms: int = 0
 
 
 def format_duration(ms: float) -> str:
@@ -277,8 +379,8 @@ _NAMES = {
 }
 
 
-def _refusal(key_name: str, limits: Limits, prompt: int, v: Verdict) -> str:
-    """OpenAI's 429 wording, with the key's (or team's) name where OpenAI names the organization."""
+def _refusal(key_name: str, limits: Limits, prompt: int, v: Verdict, what: str = "key") -> str:
+    """OpenAI's 429 wording, with the subject's name where OpenAI names the organization."""
     limit = {RPM: limits.rpm, TPM: limits.tpm, TPD: limits.tokens_per_day}[v.failed]
     who = f"team '{key_name[len(TEAM) :]}'" if key_name.startswith(TEAM) else f"key '{key_name}'"
     if v.too_large:
@@ -293,6 +395,42 @@ def _refusal(key_name: str, limits: Limits, prompt: int, v: Verdict) -> str:
     )
 
 
+def budget_micro(limits: Limits) -> tuple[int, int]:
+    """The configured budgets in whole micro-dollars, ``(day, month)``; 0 where none is set."""
+    b = limits.budget_usd
+    if b is None:
+        return 0, 0
+    return (usd_to_micro(b.day) if b.day is not None else 0, usd_to_micro(b.month) if b.month is not None else 0)
+
+
+def _budget_refusal(name: str, limits: Limits, reserve: int, v: Verdict, what: str) -> str:
+    day, month = budget_micro(limits)
+    window, limit, used = ("day", day, v.budget_day) if v.failed == BDAY else ("month", month, v.budget_month)
+    need = max(reserve, 1)
+    if v.too_large:
+        return (
+            f"Request too large for the budget of {what} '{name}': Limit ${format_usd(limit, 0)} per {window} (UTC), "
+            f"and this request may cost up to ${format_usd(need, 0)} (its prompt at the input price plus its "
+            "completion budget at the output price). Lower max_tokens (or the prompt) to run it."
+        )
+    return (
+        f"You exceeded your current quota: {what} '{name}' has spent or reserved ${format_usd(used, 0)} of its "
+        f"${format_usd(limit, 0)} budget per {window} (UTC), and this request may cost up to ${format_usd(need, 0)}. "
+        f"The budget resets in {format_duration(v.retry_ms)}."
+    )
+
+
+def _budget_windows(limits: Limits, v: Verdict) -> list[tuple[str, int, int, int]]:
+    """``(window, limit, used, ms until reset)`` for each configured budget window."""
+    day, month = budget_micro(limits)
+    out = []
+    if day:
+        out.append(("day", day, v.budget_day, (v.day + 1) * DAY_MS - v.now_ms))
+    if month:
+        out.append(("month", month, v.budget_month, v.month_end * DAY_MS - v.now_ms))
+    return out
+
+
 def _headers(limits: Limits, v: Verdict) -> list[tuple[bytes, bytes]]:
     h: list[tuple[bytes, bytes]] = []
     if limits.rpm is not None:
@@ -303,6 +441,13 @@ def _headers(limits: Limits, v: Verdict) -> list[tuple[bytes, bytes]]:
         h.append((b"x-ratelimit-limit-tokens", str(limits.tpm).encode()))
         h.append((b"x-ratelimit-remaining-tokens", str(max(0, limits.tpm - v.tokens)).encode()))
         h.append((b"x-ratelimit-reset-tokens", format_duration(v.tokens_reset_ms).encode()))
+    windows = _budget_windows(limits, v)
+    if windows:
+        # The window with the least room left is the one that binds (the day's on a tie).
+        _, limit, used, reset = min(windows, key=lambda w: w[1] - w[2])
+        h.append((b"x-ratelimit-limit-budget", format_usd(limit, 0).encode()))
+        h.append((b"x-ratelimit-remaining-budget", format_usd(max(0, limit - used), 0).encode()))
+        h.append((b"x-ratelimit-reset-budget", format_duration(reset).encode()))
     return h
 
 
@@ -324,19 +469,38 @@ def _remaining(headers: list[tuple[bytes, bytes]]) -> int:
 
 
 def has_limits(limits: Limits) -> bool:
-    return limits.rpm is not None or limits.tpm is not None or limits.tokens_per_day is not None
+    return (
+        limits.rpm is not None
+        or limits.tpm is not None
+        or limits.tokens_per_day is not None
+        or limits.budget_usd is not None
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def month_of(day: int) -> tuple[int, int]:
+    """The UTC month index (``year * 12 + month - 1``) of a day number, and the day number of the
+    next month's first day (the Lua scripts' ``month_of``)."""
+    d = _EPOCH + dt.timedelta(days=day)
+    nxt = dt.date(d.year + d.month // 12, d.month % 12 + 1, 1)
+    return d.year * 12 + d.month - 1, (nxt - _EPOCH).days
+
+
+_EPOCH = dt.date(1970, 1, 1)
 
 
 class _KeyState:
-    """One key's counters in memory (the Lua script's three keys)."""
+    """One subject's counters in memory (the Lua script's four keys)."""
 
-    __slots__ = ("buckets", "day", "day_used", "requests")
+    __slots__ = ("bd", "bd_used", "bm", "bm_used", "buckets", "day", "day_used", "requests")
 
     def __init__(self) -> None:
         self.requests: deque[int] = deque()  # admission times (ms), oldest first
         self.buckets: dict[int, int] = {}  # bucket index -> tokens
         self.day = -1
         self.day_used = 0
+        self.bd, self.bd_used = -1, 0  # budget: day number and micro-dollars spent or reserved
+        self.bm, self.bm_used = -1, 0  # budget: month index and the same
 
 
 class MemoryLimits:
@@ -344,10 +508,10 @@ class MemoryLimits:
 
     def __init__(self, window_ms: int, width: int, nb: int) -> None:
         self.window, self.width, self.nb = window_ms, width, nb
-        # Bounded by the configured key names: only keys with limits get here.
+        # Bounded by the configured subjects: only those with limits get here.
         self.keys: dict[str, _KeyState] = {}
 
-    def check(self, key_name: str, limits: Limits, prompt: int) -> Verdict:
+    def check(self, key_name: str, limits: Limits, prompt: int, reserve: int = 0) -> Verdict:
         now = int(time.time() * 1000)
         st = self.keys.get(key_name)
         if st is None:
@@ -381,6 +545,19 @@ class MemoryLimits:
         if limits.tokens_per_day is not None and st.day_used + need > limits.tokens_per_day:
             fails.append((int(need > limits.tokens_per_day), (day + 1) * DAY_MS - now, TPD))
 
+        bday, bmon = budget_micro(limits)
+        month, month_end = month_of(day) if bday or bmon else (0, 0)
+        if bday or bmon:
+            if st.bd != day:
+                st.bd, st.bd_used = day, 0
+            if st.bm != month:
+                st.bm, st.bm_used = month, 0
+            bneed = max(reserve, 1)
+            if bday and st.bd_used + bneed > bday:
+                fails.append((int(bneed > bday), (day + 1) * DAY_MS - now, BDAY))
+            if bmon and st.bm_used + bneed > bmon:
+                fails.append((int(bneed > bmon), month_end * DAY_MS - now, BMONTH))
+
         if not fails:
             if limits.rpm is not None:
                 reqs.append(now)
@@ -389,6 +566,9 @@ class MemoryLimits:
                 used += prompt
             if limits.tokens_per_day is not None:
                 st.day_used += prompt
+            if bday or bmon:
+                st.bd_used += reserve
+                st.bm_used += reserve
         large, wait, kind = max(fails) if fails else (0, 0, "")
         oldest = min((b for b, v in st.buckets.items() if v > 0), default=None)
         return Verdict(
@@ -403,26 +583,45 @@ class MemoryLimits:
             day_tokens=st.day_used,
             day=day,
             bucket=cur,
+            budget_day=st.bd_used if st.bd == day else 0,
+            budget_month=st.bm_used if st.bm == month else 0,
+            month=month,
+            month_end=month_end,
+            now_ms=now,
         )
 
-    def settle(self, a: Admission, delta: int) -> None:
+    def settle(self, a: Admission, delta: int, cost_delta: int = 0) -> None:
         st = self.keys.get(a.key_name)
         if st is None:
             return
         now = int(time.time() * 1000)
         cur, today = now // self.width, now // DAY_MS
-        if a.tpm:
+        if a.tpm and delta:
             if delta > 0:
                 st.buckets[cur] = st.buckets.get(cur, 0) + delta
             elif a.bucket >= cur - self.nb and a.bucket in st.buckets:
                 st.buckets[a.bucket] = max(0, st.buckets[a.bucket] + delta)
-        if a.tpd:
+        if a.tpd and delta:
             if delta > 0:
                 if st.day != today:
                     st.day, st.day_used = today, 0
                 st.day_used += delta
             elif st.day == a.day:
                 st.day_used = max(0, st.day_used + delta)
+        if a.budget and cost_delta:
+            if cost_delta > 0:
+                month, _ = month_of(today)
+                if st.bd != today:
+                    st.bd, st.bd_used = today, 0
+                if st.bm != month:
+                    st.bm, st.bm_used = month, 0
+                st.bd_used += cost_delta
+                st.bm_used += cost_delta
+            else:
+                if st.bd == a.day:
+                    st.bd_used = max(0, st.bd_used + cost_delta)
+                if st.bm == a.month:
+                    st.bm_used = max(0, st.bm_used + cost_delta)
 
 
 class Limiter:
@@ -438,6 +637,7 @@ class Limiter:
         timeout: float = REDIS_TIMEOUT,
         cooldown: float = REDIS_COOLDOWN,
         on_failure: Callable[[], None] | None = None,
+        on_budget: Callable[[str, str, float, float], None] | None = None,
     ) -> None:
         if when_down not in ("allow", "deny"):
             raise ValueError("when_down must be 'allow' or 'deny'")
@@ -449,6 +649,9 @@ class Limiter:
         self.timeout = timeout
         self.cooldown = cooldown
         self.on_failure = on_failure
+        # (subject, window, dollars spent or reserved, window end as unix seconds) after each admission
+        # of a subject with a budget: the switchyard_budget_* gauges.
+        self.on_budget = on_budget
         self.redis_failures = 0  # wired to switchyard_limits_redis_failures_total
         self.settle_dropped = 0
         self.memory = MemoryLimits(self.window_ms, self.width, self.nb)
@@ -456,8 +659,8 @@ class Limiter:
         self._healthy = True
         self._ids = itertools.count()
         self._uid = os.urandom(6).hex()  # log members must be unique across processes
-        self._names: dict[str, tuple[str, str, str]] = {}
-        self._queue: asyncio.Queue[tuple[Admission, int]] = asyncio.Queue(SETTLE_QUEUE)
+        self._names: dict[str, tuple[str, str, str, str]] = {}
+        self._queue: asyncio.Queue[tuple[Admission, int, int]] = asyncio.Queue(SETTLE_QUEUE)
         self._worker: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._url = redis_url
@@ -537,18 +740,21 @@ class Limiter:
         key_name: str,
         limits: Limits,
         prompt_tokens: int,
+        cost: int = 0,
+        *,
         team: str | None = None,
         team_limits: Limits | None = None,
+        what: str = "key",
     ) -> Admission:
-        """Admit one request of ``prompt_tokens`` (estimated) against the key's limits and then its
-        team's; raise 429 (503 when Redis is down, ``deny``)."""
-        own = await self._admit(key_name, limits, prompt_tokens)
+        """Admit one request of ``prompt_tokens`` (estimated) that may cost up to ``cost`` micro-dollars
+        against the key's limits and then its team's; raise 429 (503 when Redis is down, ``deny``)."""
+        own = await self._admit(key_name, limits, prompt_tokens, cost, what=what)
         if not team or team_limits is None or not has_limits(team_limits):
             return own
         try:
-            shared = await self._admit(TEAM + team, team_limits, prompt_tokens)
+            shared = await self._admit(TEAM + team, team_limits, prompt_tokens, cost, what="team")
         except GatewayError:
-            self.settle(own, 0)  # refund the key's token charge: the request never ran
+            self.settle(own, 0)  # refund the key's charges: the request never ran
             raise
         if own is EMPTY:
             return shared
@@ -557,24 +763,39 @@ class Limiter:
             own.headers = _tighter(own.headers, shared.headers)
         return own
 
-    async def _admit(self, key_name: str, limits: Limits, prompt_tokens: int) -> Admission:
+    async def _admit(
+        self, key_name: str, limits: Limits, prompt_tokens: int, cost: int = 0, *, what: str = "key"
+    ) -> Admission:
         if not has_limits(limits):
             return EMPTY
         prompt = max(0, prompt_tokens)
+        reserve = max(0, cost)
         if self._redis is None:
-            v = self.memory.check(key_name, limits, prompt)
+            v = self.memory.check(key_name, limits, prompt, reserve)
         else:
-            maybe = await self._redis_check(key_name, limits, prompt)
+            maybe = await self._redis_check(key_name, limits, prompt, reserve)
             if maybe is None:
                 return self._redis_down()
             v = maybe
         headers = _headers(limits, v)
+        budget = limits.budget_usd is not None
+        if budget and self.on_budget is not None:
+            for window, _, used, reset_ms in _budget_windows(limits, v):
+                self.on_budget(key_name, window, micro_to_usd(used), (v.now_ms + reset_ms) / 1000)
         if not v.allowed:
             h = {k.decode(): val.decode() for k, val in headers}
             h["retry-after"] = str(retry_after(v.retry_ms))
+            if v.failed in BUDGET_KINDS:
+                raise GatewayError(
+                    429,
+                    _budget_refusal(key_name, limits, reserve, v, what),
+                    type="insufficient_quota",
+                    code="insufficient_quota",
+                    headers=h,
+                )
             raise GatewayError(
                 429,
-                _refusal(key_name, limits, prompt, v),
+                _refusal(key_name, limits, prompt, v, what),
                 type="requests" if v.failed == RPM else "tokens",
                 code="rate_limit_exceeded",
                 headers=h,
@@ -587,38 +808,44 @@ class Limiter:
             day=v.day,
             tpm=limits.tpm is not None,
             tpd=limits.tokens_per_day is not None,
+            budget=budget,
+            reserved=reserve if budget else 0,
+            month=v.month,
         )
 
-    def settle(self, admission: Admission, total_tokens: int) -> None:
-        """Reconcile the prompt estimate with the real total; never waits (Redis writes are queued)."""
+    def settle(self, admission: Admission, total_tokens: int, cost: int = 0) -> None:
+        """Reconcile the prompt estimate with the real total and the reserved cost with the real one
+        (micro-dollars); never waits (Redis writes are queued)."""
         if admission.also is not None:
-            self.settle(admission.also, total_tokens)
-        if admission.settled or not (admission.tpm or admission.tpd):
+            self.settle(admission.also, total_tokens, cost)
+        if admission.settled or not (admission.tpm or admission.tpd or admission.budget):
             return
         admission.settled = True
-        delta = max(0, total_tokens) - admission.charged
-        if delta == 0:
+        delta = max(0, total_tokens) - admission.charged if (admission.tpm or admission.tpd) else 0
+        cost_delta = max(0, cost) - admission.reserved if admission.budget else 0
+        if delta == 0 and cost_delta == 0:
             return
         if self._redis is None:
-            self.memory.settle(admission, delta)
+            self.memory.settle(admission, delta, cost_delta)
             return
         try:
-            self._queue.put_nowait((admission, delta))
+            self._queue.put_nowait((admission, delta, cost_delta))
         except asyncio.QueueFull:
             self.settle_dropped += 1
 
     # -- Redis ---------------------------------------------------------------------------------
-    def _keys(self, key_name: str) -> tuple[str, str, str]:
+    def _keys(self, key_name: str) -> tuple[str, str, str, str]:
         keys = self._names.get(key_name)
         if keys is None:
-            # The braces are a Redis Cluster hash tag: all of one key's limit keys share a slot.
+            # The braces are a Redis Cluster hash tag: all of one subject's limit keys share a slot.
             base = f"{self.prefix}rl:{{{key_name}}}:"
-            keys = self._names[key_name] = (base + "rpm", base + "tpm", base + "tpd")
+            keys = self._names[key_name] = (base + "rpm", base + "tpm", base + "tpd", base + "bud")
         return keys
 
-    async def _redis_check(self, key_name: str, limits: Limits, prompt: int) -> Verdict | None:
+    async def _redis_check(self, key_name: str, limits: Limits, prompt: int, reserve: int = 0) -> Verdict | None:
         if time.monotonic() < self._skip_until:
             return None
+        bday, bmon = budget_micro(limits)
         args = (
             limits.rpm or 0,
             limits.tpm or 0,
@@ -628,6 +855,9 @@ class Limiter:
             self.width,
             self.nb,
             f"{self._uid}:{next(self._ids)}",
+            bday,
+            bmon,
+            reserve,
         )
         try:
             async with asyncio.timeout(self.timeout):
@@ -650,6 +880,11 @@ class Limiter:
             day_tokens=int(r[8]),
             day=int(r[9]),
             bucket=int(r[10]),
+            budget_day=int(r[11]),
+            budget_month=int(r[12]),
+            month=int(r[13]),
+            month_end=int(r[14]),
+            now_ms=int(r[15]),
         )
 
     def _failed(self, e: BaseException) -> None:
@@ -687,16 +922,28 @@ class Limiter:
                 for _ in batch:
                     q.task_done()
 
-    async def _settle_batch(self, batch: list[tuple[Admission, int]]) -> None:
+    async def _settle_batch(self, batch: list[tuple[Admission, int, int]]) -> None:
         assert self._redis is not None
         if time.monotonic() < self._skip_until:
             self.settle_dropped += len(batch)
             return
         pipe = self._redis.pipeline(transaction=False)
-        for a, delta in batch:
-            _, tpm_key, tpd_key = self._keys(a.key_name)
-            args = (delta, a.bucket, a.day, self.width, self.nb, int(a.tpm), int(a.tpd))
-            await self._settle_script(keys=(tpm_key, tpd_key), args=args, client=pipe)
+        for a, delta, cost_delta in batch:
+            _, tpm_key, tpd_key, bud_key = self._keys(a.key_name)
+            args = (
+                delta if a.tpm or a.tpd else 0,
+                a.bucket,
+                a.day,
+                self.width,
+                self.nb,
+                int(a.tpm and delta != 0),
+                int(a.tpd and delta != 0),
+                int(a.budget),
+                cost_delta,
+                a.day,
+                a.month,
+            )
+            await self._settle_script(keys=(tpm_key, tpd_key, bud_key), args=args, client=pipe)
         try:
             # Off the request path, so a batch may take longer than one admission.
             async with asyncio.timeout(max(1.0, 4 * self.timeout)):

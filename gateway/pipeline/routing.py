@@ -2,14 +2,20 @@
 
 Configured names are precomputed at start-up; a passthrough ``vendor/x`` is built once
 and cached (bounded), so the request path does one dict lookup.
+
+A deployment's facts (context window, output limit, tokenizer, prices) are its ``models:`` entry's,
+field by field, and the model catalog's (``governance/catalog.py``) for whatever the entry leaves
+out, so ``openai/gpt-4o`` has its window and prices with no config at all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.config import Config, ModelConfig, ProviderConfig
+from gateway.config import Config, ModelConfig, PricingConfig, ProviderConfig
 from gateway.errors import model_not_found
+from gateway.governance.catalog import Catalog, Entry, load_catalog
+from gateway.governance.cost import Pricing, Rates
 from gateway.pipeline.tokens import tokenizer_for
 from providers.base import Adapter, Target
 from providers.registry import make_adapter
@@ -23,6 +29,8 @@ class ModelFacts:
     max_output_tokens: int | None = None
     tokenizer: str | None = None
     overflow: str = "error"  # resolved context_length_exceeded_behavior default
+    pricing: Pricing | None = None  # None: no price known (requests are recorded unpriced)
+    catalog: Entry | None = None  # the catalog row the facts were completed from
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +59,25 @@ def _overflow(model: ModelConfig | None, provider: ProviderConfig, adapter: Adap
     return adapter.capabilities.overflow_default
 
 
+def merge_pricing(row: Entry | None, configured: PricingConfig | None) -> Pricing | None:
+    """The catalog's prices with every configured one replacing the catalog's. A configured price
+    drops the catalog's long-context tier: the config then says what the model costs."""
+    base = row.pricing if row is not None else None
+    if configured is None:
+        return base
+    over = Rates.from_usd(configured.model_dump())
+    merged = over if base is None else base.base.merged(over)
+    return Pricing(merged) if merged.input is not None or merged.output is not None else None
+
+
+def _has_facts(m: ModelConfig) -> bool:
+    return bool(m.context_window or m.tokenizer or m.max_output_tokens or m.pricing)
+
+
 class Router:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, catalog: Catalog | None = None) -> None:
         self.cfg = cfg
+        self.catalog = catalog if catalog is not None else load_catalog()
         self.adapters: dict[str, Adapter] = {name: make_adapter(name, p) for name, p in cfg.providers.items()}
         self._by_name = {m.name: m for m in cfg.models}
         self.routes: dict[str, Route] = {}
@@ -66,11 +90,16 @@ class Router:
     ) -> Deployment:
         pcfg = self.cfg.providers[provider]
         f = facts_from
+        row = self.catalog.lookup(pcfg.kind, upstream)
         facts = ModelFacts(
-            context_window=f.context_window if f else None,
-            max_output_tokens=f.max_output_tokens if f else None,
-            tokenizer=tokenizer_for(upstream, pcfg.kind, f.tokenizer if f else None),
+            context_window=(f.context_window if f else None) or (row.context_window if row else None),
+            max_output_tokens=(f.max_output_tokens if f else None) or (row.max_output_tokens if row else None),
+            tokenizer=tokenizer_for(
+                upstream, pcfg.kind, (f.tokenizer if f else None) or (row.tokenizer if row else None)
+            ),
             overflow=_overflow(f, pcfg, self.adapters[provider]),
+            pricing=merge_pricing(row, f.pricing if f else None),
+            catalog=row,
         )
         target = Target(
             upstream_model=upstream, default_max_tokens=(f.default_max_tokens or f.max_output_tokens) if f else None
@@ -86,7 +115,7 @@ class Router:
         for i, d in enumerate(m.deployments):
             # An alias's own facts win; else those of the deployment's own models: entry.
             own = self._by_name.get(f"{d.provider}/{d.upstream}")
-            facts_from = m if (m.context_window or m.tokenizer or m.max_output_tokens) else own
+            facts_from = m if _has_facts(m) else own
             deps.append(
                 self._deployment(d.provider, d.upstream, facts_from or m, d.weight, d.rank if d.rank is not None else i)
             )

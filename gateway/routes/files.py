@@ -400,7 +400,9 @@ class FilesAPI:
             p = call.who
             team = ctx.state.keys.team_limits_of(p)
             team_rpm = _rpm_only(team.rpm) if team is not None else None
-            admission = await ctx.state.limiter.admit(p.name, _rpm_only(p.limits.rpm), 0, p.team, team_rpm)
+            admission = await ctx.state.limiter.admit(
+                p.name, _rpm_only(p.limits.rpm), 0, team=p.team, team_limits=team_rpm
+            )
             call.headers.update((k.decode(), v.decode()) for k, v in admission.headers)
             response = await handler(call, request)
             call.status = response.status_code

@@ -1,7 +1,9 @@
 """``GET /v1/models`` and ``GET /v1/models/{id}``: the models a key may use.
 
 Called with an ``anthropic-version`` header (Claude Code's gateway model discovery), the list
-answers in Anthropic's shape.
+answers in Anthropic's shape. ``GET /v1/models/{id}`` adds the facts the gateway uses for the
+model's first deployment (config over catalog): ``context_window``, ``max_output_tokens``,
+``tokenizer`` and ``pricing`` (USD per million tokens), each absent when unknown.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from starlette.routing import Route
 
 from gateway.errors import model_not_found
 from gateway.pipeline.frame import CTX, RequestContext
+from gateway.pipeline.routing import ModelFacts
 from gateway.routes.common import json_response
 
 
@@ -54,7 +57,28 @@ class ModelsRoutes:
         if not ctx.who.allows(name):
             raise model_not_found(name)
         owner = route.deployments[0].provider if "/" in name else "switchyard"
-        return json_response(ctx, 200, {"id": name, "object": "model", "created": self.started, "owned_by": owner})
+        body = {"id": name, "object": "model", "created": self.started, "owned_by": owner}
+        body.update(model_facts(route.deployments[0].facts))
+        return json_response(ctx, 200, body)
+
+
+def model_facts(facts: ModelFacts) -> dict[str, Any]:
+    """The facts in use, each only when known; ``pricing_source`` says where list prices came from."""
+    out: dict[str, Any] = {}
+    if facts.context_window:
+        out["context_window"] = facts.context_window
+    if facts.max_output_tokens:
+        out["max_output_tokens"] = facts.max_output_tokens
+    if facts.tokenizer:
+        out["tokenizer"] = facts.tokenizer
+    if facts.pricing is not None:
+        out["pricing"] = facts.pricing.to_json()
+        row = facts.catalog
+        if row is not None and row.pricing is not None and facts.pricing.base == row.pricing.base:
+            out["pricing_source"] = {"url": row.source, "date": row.date}
+        else:
+            out["pricing_source"] = {"config": True}
+    return out
 
 
 def anthropic_list(data: list[dict[str, Any]], created: int) -> dict[str, Any]:

@@ -76,5 +76,17 @@ def _int(v: Any) -> int:
 def usage(u: dict[str, Any]) -> dict[str, Any]:
     """Anthropic counts cache writes and reads apart from input_tokens; OpenAI's prompt_tokens holds them all."""
     cache_read = _int(u.get("cache_read_input_tokens"))
-    prompt = _int(u.get("input_tokens")) + _int(u.get("cache_creation_input_tokens")) + cache_read
-    return usage_dict(prompt, _int(u.get("output_tokens")), prompt_tokens_details={"cached_tokens": cache_read})
+    cache_write = _int(u.get("cache_creation_input_tokens"))
+    prompt = _int(u.get("input_tokens")) + cache_write + cache_read
+    return usage_dict(
+        prompt, _int(u.get("output_tokens")), prompt_tokens_details=cache_details(cache_read, cache_write)
+    )
+
+
+def cache_details(cache_read: int, cache_write: int) -> dict[str, int]:
+    """``cached_tokens`` as OpenAI's; cache writes (billed dearer by Anthropic) as ``cache_write_tokens``,
+    the Responses API's name for them, only when there are any."""
+    details = {"cached_tokens": cache_read}
+    if cache_write:
+        details["cache_write_tokens"] = cache_write
+    return details

@@ -11,7 +11,7 @@ import orjson
 from gateway.errors import GatewayError
 from gateway.wire.types import CHAT, COMPLETIONS
 from providers.anthropic.request import JSON_TOOL, PLAIN
-from providers.anthropic.response import finish
+from providers.anthropic.response import cache_details, finish
 from providers.base import TEXT_COMPLETION, StreamTranslator, chat_chunk, new_id, usage_dict
 
 if TYPE_CHECKING:
@@ -157,7 +157,9 @@ class AnthropicStream(StreamTranslator):
         if isinstance(u.get("output_tokens"), int):
             self.completion = u["output_tokens"]
         prompt = self.input + self.cache_write + self.cache_read
-        self.usage = usage_dict(prompt, self.completion, prompt_tokens_details={"cached_tokens": self.cache_read})
+        self.usage = usage_dict(
+            prompt, self.completion, prompt_tokens_details=cache_details(self.cache_read, self.cache_write)
+        )
 
     def _content(self, text: Any) -> list[bytes]:
         if not isinstance(text, str) or not text:

@@ -28,7 +28,15 @@ from tests.support import wait_until
 from tests.support.redis import REDIS_URL, RedisProcess, SilentListener
 from tests.support.servers import ServerThread, free_port
 
-FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
+FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micro_usd")
+# List prices the catalog gives the models of this mix, in pico-dollars per token (input, output);
+# the mock models have none (recorded at cost 0, unpriced).
+PRICES = {"openai/gpt-4o-mini": (150_000, 600_000)}
+
+
+def cost_micro(model: str, p: int, c: int) -> int:
+    pin, pout = PRICES.get(model, (0, 0))
+    return (p * pin + c * pout + 500_000) // 1_000_000
 
 
 def usage_config(upstream_url: str | None, redis_url: str, prefix: str) -> dict[str, Any]:
@@ -51,11 +59,11 @@ class Expected:
     """What each request should add, from what the client itself was told."""
 
     def __init__(self) -> None:
-        self.models: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+        self.models: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
         self.log: dict[str, dict[str, str]] = {}
 
     def add(self, rid: str, model: str, endpoint: str, status: int, stream: bool, p: int = 0, c: int = 0) -> None:
-        for i, inc in enumerate((1, 1 if status >= 400 else 0, p, c, p + c)):
+        for i, inc in enumerate((1, 1 if status >= 400 else 0, p, c, p + c, cost_micro(model, p, c))):
             self.models[model][i] += inc
         self.log[rid] = {
             "model": model,
@@ -168,16 +176,17 @@ def test_mixed_requests_are_counted_exactly(
     assert by_id["r-b"]["key"] == "team-b"
 
     # GET /v1/usage reads the same figures back from Redis.
-    totals = {f: want[f] for f in FIELDS}
+    totals = {f: want[f] for f in FIELDS[:5]} | {"cost_usd": want["cost_micro_usd"] / 1e6}
+    assert want["cost_micro_usd"] > 0  # the catalog priced openai/gpt-4o-mini with no config
     with httpx.Client(base_url=redis_gateway.url, timeout=10) as h:
         own = h.get("/v1/usage", headers={"authorization": f"Bearer {CLIENT_KEY}"}).json()
-        assert {f: own[f] for f in FIELDS} == totals and own["key"] == "team-a"
+        assert {f: own[f] for f in totals} == totals and own["key"] == "team-a"
         assert own["models"]["openai/gpt-4o-mini"]["requests"] == exp.models["openai/gpt-4o-mini"][0]
         admin = h.get("/v1/usage", params={"key": "team-a"}, headers={"authorization": f"Bearer {ADMIN_KEY}"})
         # The key's own read just above is a recorded request too, written whenever the buffer flushes.
         got = admin.json()
         assert admin.status_code == 200 and got["requests"] in (totals["requests"], totals["requests"] + 1)
-        assert {f: got[f] for f in FIELDS if f != "requests"} == {f: v for f, v in totals.items() if f != "requests"}
+        assert {f: got[f] for f in totals if f != "requests"} == {f: v for f, v in totals.items() if f != "requests"}
         denied = h.get("/v1/usage", params={"key": "team-a"}, headers={"authorization": f"Bearer {OTHER_KEY}"})
         assert denied.status_code == 403 and denied.json()["error"]["type"] == "permission_error"
         ready = h.get("/readyz").json()

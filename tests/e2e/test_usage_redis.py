@@ -36,7 +36,15 @@ async def write(store: RedisStore, batch_id: str, records: list[UsageRecord]) ->
 def test_batch_writes_the_contract_layout(shared_redis: redis.Redis, redis_prefix: str) -> None:
     records = [
         make_record(1, prompt=3, completion=5),
-        make_record(2, model="openai/gpt-4o-mini", prompt=10, completion=20, stream=True),
+        make_record(
+            2,
+            model="openai/gpt-4o-mini",
+            prompt=10,
+            completion=20,
+            stream=True,
+            cost_micro_usd=1500,
+            cache_read_tokens=4,
+        ),
         make_record(3, status=400, prompt=0, completion=0),
         make_record(4, key="team-b", prompt=1, completion=1, estimated=True),
     ]
@@ -48,16 +56,19 @@ def test_batch_writes_the_contract_layout(shared_redis: redis.Redis, redis_prefi
         "prompt_tokens": "13",
         "completion_tokens": "25",
         "total_tokens": "38",
+        "cost_micro_usd": "1500",
         "mock/echo|requests": "2",
         "mock/echo|errors": "1",
         "mock/echo|prompt_tokens": "3",
         "mock/echo|completion_tokens": "5",
         "mock/echo|total_tokens": "8",
+        "mock/echo|cost_micro_usd": "0",
         "openai/gpt-4o-mini|requests": "1",
         "openai/gpt-4o-mini|errors": "0",
         "openai/gpt-4o-mini|prompt_tokens": "10",
         "openai/gpt-4o-mini|completion_tokens": "20",
         "openai/gpt-4o-mini|total_tokens": "30",
+        "openai/gpt-4o-mini|cost_micro_usd": "1500",
     }
     assert shared_redis.hget(f"{redis_prefix}usage:team-b:{DAY}", "total_tokens") == "2"
     entries = log_entries(shared_redis, redis_prefix)
@@ -76,6 +87,10 @@ def test_batch_writes_the_contract_layout(shared_redis: redis.Redis, redis_prefi
         "latency_ms": "12.3",
         "ttft_ms": "4.5",
         "estimated": "0",
+        "cost_usd": "0.001500",
+        "cache_read_tokens": "4",
+        "cache_write_tokens": "0",
+        "priced": "1",
     }
     assert entries[0]["stream"] == "0" and entries[0]["ttft_ms"] == ""
     assert entries[3]["estimated"] == "1"
@@ -114,8 +129,22 @@ def test_reads_through_the_usage_answer_shape(shared_redis: redis.Redis, redis_p
             await store.close()
 
     (totals, models), (empty_totals, empty_models) = asyncio.run(run())
-    assert totals == {"requests": 2, "errors": 1, "prompt_tokens": 6, "completion_tokens": 10, "total_tokens": 16}
-    assert models["x/y"] == {"requests": 1, "errors": 1, "prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    assert totals == {
+        "requests": 2,
+        "errors": 1,
+        "prompt_tokens": 6,
+        "completion_tokens": 10,
+        "total_tokens": 16,
+        "cost_micro_usd": 0,
+    }
+    assert models["x/y"] == {
+        "requests": 1,
+        "errors": 1,
+        "prompt_tokens": 3,
+        "completion_tokens": 5,
+        "total_tokens": 8,
+        "cost_micro_usd": 0,
+    }
     assert (empty_totals, empty_models) == ({}, {})
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from gateway.governance.cost import micro_to_usd
+
 
 @dataclass(slots=True)
 class UsageRecord:
@@ -22,10 +24,18 @@ class UsageRecord:
     estimated: bool = False  # tokens counted by the gateway, not reported by the upstream
     ts: float = 0.0
     team: str = ""  # the key's team ("" when none): usage is also kept per team and day
+    cost_micro_usd: int = 0  # whole millionths of a dollar (so sums stay exact); 0 when unpriced
+    priced: bool = True  # False: tokens were used but no price is known for the model
+    cache_read_tokens: int = 0  # prompt tokens read from the upstream's prompt cache (in prompt_tokens)
+    cache_write_tokens: int = 0  # prompt tokens written to it (in prompt_tokens)
 
     def __post_init__(self) -> None:
         if not self.ts:
             self.ts = time.time()
+
+    @property
+    def cost_usd(self) -> float:
+        return micro_to_usd(self.cost_micro_usd)
 
     @property
     def total_tokens(self) -> int:

@@ -2,7 +2,8 @@
 
 Layout (ops query it directly, so it must not change; nothing here expires it):
 
-    {prefix}usage:{key}:{YYYYMMDD}   hash: the five FIELDS, and ``{model}|{field}`` for each model
+    {prefix}usage:{key}:{YYYYMMDD}   hash: the five FIELDS and ``cost_micro_usd``, and ``{model}|{field}``
+                                     for each model
     {prefix}team:{team}:{YYYYMMDD}   hash: the same, summed over the team's keys
     {prefix}log                      stream: one entry per request, trimmed with ``XADD MAXLEN ~``
 
@@ -34,9 +35,10 @@ from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 from gateway.accounting.usage.record import UsageRecord
-from gateway.accounting.usage.store import FIELDS, parse_hash, record_increments
+from gateway.accounting.usage.store import HASH_FIELDS, parse_hash, record_increments
 from gateway.config import UsageConfig
 from gateway.errors import GatewayError
+from gateway.governance.cost import format_usd
 
 log = logging.getLogger("switchyard.usage")
 
@@ -84,6 +86,10 @@ LOG_FIELDS = (
     "latency_ms",
     "ttft_ms",
     "estimated",
+    "cost_usd",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "priced",
 )
 
 
@@ -110,6 +116,10 @@ def log_values(rec: UsageRecord) -> tuple[str, ...]:
         f"{rec.latency_ms:.1f}",
         "" if rec.ttft_ms is None else f"{rec.ttft_ms:.1f}",
         "1" if rec.estimated else "0",
+        format_usd(rec.cost_micro_usd),  # exact: "0.001500", never a float's rounding
+        str(rec.cache_read_tokens),
+        str(rec.cache_write_tokens),
+        "1" if rec.priced else "0",
     )
 
 
@@ -125,7 +135,7 @@ def hash_increments(records: Iterable[UsageRecord], prefix: str) -> dict[str, di
         hashes = [out[usage_key(prefix, r.key, r.day)]]
         if r.team:
             hashes.append(out[team_key(prefix, r.team, r.day)])
-        for f, inc in zip(FIELDS, record_increments(r), strict=True):
+        for f, inc in zip(HASH_FIELDS, record_increments(r), strict=True):
             for h in hashes:
                 h[f] += inc
                 h[f"{r.model}|{f}"] += inc

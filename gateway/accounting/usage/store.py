@@ -6,23 +6,37 @@ from collections import defaultdict, deque
 from typing import Any, Protocol
 
 from gateway.accounting.usage.record import UsageRecord
+from gateway.governance.cost import micro_to_usd
 
 FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
+COST = "cost_micro_usd"  # an integer of millionths of a dollar, so HINCRBY stays exact
+HASH_FIELDS = (*FIELDS, COST)
 
 
-def record_increments(rec: UsageRecord) -> tuple[int, int, int, int, int]:
-    """The five counters one record adds, in ``FIELDS`` order."""
-    return (1, 1 if rec.status >= 400 else 0, rec.prompt_tokens, rec.completion_tokens, rec.total_tokens)
+def record_increments(rec: UsageRecord) -> tuple[int, int, int, int, int, int]:
+    """The counters one record adds, in ``HASH_FIELDS`` order."""
+    return (
+        1,
+        1 if rec.status >= 400 else 0,
+        rec.prompt_tokens,
+        rec.completion_tokens,
+        rec.total_tokens,
+        rec.cost_micro_usd,
+    )
+
+
+def _counters(h: dict[str, int]) -> dict[str, Any]:
+    return {**{f: h.get(f, 0) for f in FIELDS}, "cost_usd": micro_to_usd(h.get(COST, 0))}
 
 
 def usage_body(key: str, date: str, totals: dict[str, int], models: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """The ``GET /v1/usage`` answer (docs/reference.md shows it)."""
+    """The ``GET /v1/usage`` answer (docs/reference.md), ``cost_usd`` in dollars beside the five counters."""
     return {
         "object": "usage",
         "key": key,
         "date": date,
-        **{f: totals.get(f, 0) for f in FIELDS},
-        "models": {m: {f: v.get(f, 0) for f in FIELDS} for m, v in sorted(models.items())},
+        **_counters(totals),
+        "models": {m: _counters(v) for m, v in sorted(models.items())},
     }
 
 
@@ -64,7 +78,7 @@ class MemoryStore:
         hashes = [self.hashes[(rec.key, rec.day)]]
         if rec.team:
             hashes.append(self.teams[(rec.team, rec.day)])
-        for f, inc in zip(FIELDS, record_increments(rec), strict=True):
+        for f, inc in zip(HASH_FIELDS, record_increments(rec), strict=True):
             for h in hashes:
                 h[f] += inc
                 h[f"{rec.model}|{f}"] += inc

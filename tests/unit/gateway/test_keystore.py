@@ -294,21 +294,21 @@ def test_team_limits_are_shared_by_the_teams_keys() -> None:
         lim = Limiter("", "t:", "allow")
         team = Limits(rpm=3)
         for name in ("a", "b", "a"):
-            adm = await lim.admit(name, Limits(rpm=100), 0, "payments", team)
+            adm = await lim.admit(name, Limits(rpm=100), 0, team="payments", team_limits=team)
             lim.settle(adm, 0)
         headers = dict(adm.headers)
         assert headers[b"x-ratelimit-remaining-requests"] == b"0"  # the team's, tighter than the key's 97
         with pytest.raises(GatewayError) as e:
-            await lim.admit("b", Limits(), 0, "payments", team)
+            await lim.admit("b", Limits(), 0, team="payments", team_limits=team)
         assert e.value.status == 429 and "team 'payments'" in e.value.message
-        assert (await lim.admit("c", Limits(), 0, "other", team)).key_name == "team:other"
+        assert (await lim.admit("c", Limits(), 0, team="other", team_limits=team)).key_name == "team:other"
         # A team with token limits: the key's charge is refunded when the team refuses.
         tokens = Limits(tpm=100)
-        adm = await lim.admit("t1", Limits(tpm=1000), 80, "tok", tokens)
+        adm = await lim.admit("t1", Limits(tpm=1000), 80, team="tok", team_limits=tokens)
         lim.settle(adm, 90)
         assert lim.memory.keys["team:tok"].buckets and sum(lim.memory.keys["team:tok"].buckets.values()) == 90
         with pytest.raises(GatewayError):
-            await lim.admit("t1", Limits(tpm=1000), 50, "tok", tokens)
+            await lim.admit("t1", Limits(tpm=1000), 50, team="tok", team_limits=tokens)
         assert sum(lim.memory.keys["t1"].buckets.values()) == 90
 
     asyncio.run(run())

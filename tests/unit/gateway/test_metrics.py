@@ -155,6 +155,10 @@ def test_buckets_span_10ms_to_120s_and_every_contract_series_is_exported() -> No
     m.limits_failure()
     m.circuit_state("openai", "gpt-4o", 1)
     m.file_bytes("team-a", "openai", "upload", 10)
+    m.observe("team-a", rec(cost_micro_usd=1500), True)
+    m.observe("team-a", rec(priced=False), True)
+    m.budget_limits([("team-a", "day", 10.0)])
+    m.budget_used("team-a", "day", 1.5, 1.8e9)
     body, content_type = m.render()
     assert content_type.startswith("text/plain")
     names = {s.name for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}

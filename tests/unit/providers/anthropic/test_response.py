@@ -123,7 +123,8 @@ def test_cache_tokens_count_as_prompt_tokens():
         "prompt_tokens": 2098,
         "completion_tokens": 9,
         "total_tokens": 2107,
-        "prompt_tokens_details": {"cached_tokens": 1800},
+        # The writes too, which Anthropic bills dearer than input (the cost needs them).
+        "prompt_tokens_details": {"cached_tokens": 1800, "cache_write_tokens": 248},
     }
 
 
