@@ -39,8 +39,9 @@ from gateway.pipeline.frame import CTX, OPTIONAL, REQUIRED, Frame, RequestContex
 from gateway.pipeline.limits import Limiter
 from gateway.pipeline.state import State, build_state
 from gateway.routes import files
-from gateway.routes.admin import PUBLIC, AdminRoutes
+from gateway.routes.admin import AdminRoutes, is_public
 from gateway.routes.common import json_response
+from gateway.routes.console import ConsoleRoutes
 from gateway.routes.count_tokens import ROUTE as COUNT_TOKENS
 from gateway.routes.count_tokens import count_tokens
 from gateway.routes.keys import KeysRoutes
@@ -129,6 +130,7 @@ class Gateway:
                 *AdminRoutes(self, self.reload).routes(),
                 *KeysRoutes(self).routes(),
                 *files.routes(self),
+                *ConsoleRoutes().routes(),
             ],
             exception_handlers={
                 GatewayError: _gateway_error,
@@ -149,8 +151,8 @@ class Gateway:
             if scope["path"] == COUNT_TOKENS:
                 handler = count_tokens if scope["method"] == "POST" else _post_only
                 return await self.frame.run(scope, receive, send, handler, REQUIRED, ANTHROPIC_ERRORS)
-            if scope["path"] in PUBLIC:
-                return await self.router(scope, receive, send)  # probes and scrapes: not requests to record
+            if is_public(scope["path"]):
+                return await self.router(scope, receive, send)  # probes, scrapes, the console page: not recorded
             return await self.frame.run(scope, receive, send, self._routed, self._auth_for(scope))
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)

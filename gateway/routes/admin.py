@@ -17,8 +17,14 @@ from gateway.errors import GatewayError
 from gateway.pipeline.frame import CTX, RequestContext
 from gateway.routes.common import json_response
 
-# The paths anyone may call without a key (probes and the Prometheus scrape).
-PUBLIC = frozenset({"/healthz", "/readyz", "/metrics"})
+# The paths anyone may call without a key (probes, the Prometheus scrape, the console's page and
+# assets, which hold no data: the page's own calls carry the admin key).
+PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/ui"})
+PUBLIC_PREFIXES = ("/ui/",)
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
 
 
 class AdminRoutes:
