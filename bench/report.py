@@ -94,7 +94,9 @@ def _notes(row: Row) -> str:
         if not r.requests and not r.errors:
             notes.append("no request completed within the window")
         elif r.requests < FEW_REQUESTS and row.scenario.load != "burst":
-            notes.append(f"only {r.requests} requests completed: CPU/req is mostly idle time")
+            notes.append(
+                f"only {r.requests} requests completed: CPU/req also holds idle time or requests left in flight"
+            )
         if r.error_kinds:
             notes.append(f"errors: {r.error_kinds}")
     if row.other_cpus >= OTHER_CPU_NOTE:

@@ -113,6 +113,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1.0,
         help="after each stream row, a one-client probe of the time to first byte for this long (0: off)",
     )
+    ap.add_argument(
+        "--peer-duration",
+        type=float,
+        default=10,
+        help="measured seconds of the peers' rate rows (default 10: at their speed here, 3 s complete few requests)",
+    )
     ap.add_argument("--litellm", help="command that starts LiteLLM's proxy (default: looked for; see bench/README.md)")
     ap.add_argument("--portkey", help="command that starts Portkey's gateway (default: looked for)")
     ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto", help="rate scenarios' generator")
@@ -391,6 +397,8 @@ class Bench:
         clients = self.args.streams if sc.load == "burst" else sc.clients
         # The TTFB probe needs fewer seconds: one client, thousands of samples.
         seconds = min(self.args.duration, 2) if sc.load == "ttfb" else self.args.duration
+        if target in PEERS and sc.load == "rate":
+            seconds = max(seconds, self.args.peer_duration)
         path = body_file(self.dir, req.body)
         return Load(self.url(target, sc), path, req.headers, clients, seconds, stagger_ms=sc.stagger_ms, end=req.end)
 
@@ -406,10 +414,10 @@ class Bench:
             return wrk(load), False
         return python_loop(load), True
 
-    def cost(self, sc: Scenario) -> float:
+    def cost(self, sc: Scenario, seconds: float) -> float:
         if sc.load == "burst":
             return self.args.ramp + (SLOW_STREAM_CHUNKS + 3) * self.args.stream_pace_ms / 1000 + 3
-        wall = max(1, round(self.args.duration)) if self.use_wrk else self.args.duration
+        wall = max(1, round(seconds)) if self.use_wrk else seconds
         return self.args.warmup + SETTLE_S + wall + 1 + (self.probe_seconds(sc) and self.probe_seconds(sc) + 1)
 
     def probe_seconds(self, sc: Scenario) -> float:
@@ -426,7 +434,7 @@ class Bench:
         if target != DIRECT and self.procs[target].poll() is not None:
             row.notes.append(f"not run: the process had exited ({self.procs[target].returncode})")
             return row
-        if time.monotonic() + self.cost(sc) > self.deadline:
+        if time.monotonic() + self.cost(sc, load.duration) > self.deadline:
             row.notes.append("skipped: over the time budget")
             return row
         pid = None if target == DIRECT else self.procs[target].pid
@@ -436,6 +444,12 @@ class Bench:
                 # Right after hundreds of connections close at once, the next second shows stragglers of up to
                 # seconds here for every proxy (the bare ones too): measure after the machine has settled.
                 time.sleep(SETTLE_S if load.clients >= MANY_CLIENTS else 0.2)
+                if pid is not None:
+                    # A proxy slower than the warm-up's pace still works through the requests the warm-up left
+                    # (a server does not drop them when the client goes): measure once that backlog is done.
+                    waited = procs.wait_idle(pid)
+                    if waited > 1:
+                        row.notes.append(f"{waited:.0f} s after the warm-up until idle")
             if pid is not None:
                 procs.reset_peak(pid)
                 row.rss_before_mb = procs.rss_mb(pid)
@@ -459,6 +473,8 @@ class Bench:
         if target != DIRECT and self.procs[target].poll() is not None:
             row.notes.append(f"the process exited ({self.procs[target].returncode})")
             self.failed = self.failed or target not in PEERS
+        elif pid is not None:
+            procs.wait_idle(pid, limit=30)  # what the load left in flight must not load the next row's machine
         return row
 
     def run_scenario(self, sc: Scenario) -> list[Row]:
@@ -663,6 +679,11 @@ class Bench:
 
     def peer_notes(self) -> list[str]:
         notes = []
+        if self.peer_versions:
+            notes.append(
+                f"peers' rate rows: {max(self.args.duration, self.args.peer_duration):g} s measured "
+                "(`--peer-duration`), as few of their requests complete in a shorter window; not run in streams-5000"
+            )
         if "litellm" in self.peer_versions:
             notes.append(
                 f"LiteLLM {self.peer_versions['litellm']}: `litellm --config <generated> --num_workers 1`, one model "

@@ -15,7 +15,7 @@ import pytest
 from bench import peers
 from bench.loadgen import percentile, stream_ended, verdict
 from bench.loads import Load, Result, parse_wrk, wrk
-from bench.procs import cpu_seconds, rss_mb, tree
+from bench.procs import cpu_seconds, rss_mb, tree, wait_idle
 from bench.report import Row, add_deltas, render_goals, render_rows, render_summary
 from bench.run import combine
 from bench.scenarios import BY_NAME, GROUPS, body, prose, request, select
@@ -187,6 +187,7 @@ def test_proc_readings_for_this_process():
     assert tree(me)[0] == me
     assert cpu_seconds(me) > 0
     assert rss_mb(me) > 1
+    assert wait_idle(me, limit=5) < 2  # this process sleeps while it waits: idle at the first look
 
 
 def _table(text: str) -> list[dict[str, str]]:
@@ -220,8 +221,8 @@ def test_a_tiny_run_end_to_end(tmp_path):
     Python load generator for fractions of a second per row."""
     out = tmp_path / "bench.md"
     argv = [sys.executable, "-m", "bench", "--only", ",".join([*NEW_SCENARIOS, "streams-5000"])]
-    argv += ["--targets", "bare-aiohttp,gateway", "--loadgen", "python", "--duration", "0.3", "--warmup", "0"]
-    argv += ["--ttfb-seconds", "0.1", "--streams", "20", "--ramp", "0.2", "--stream-pace-ms", "20"]
+    argv += ["--targets", "bare-aiohttp,gateway", "--loadgen", "python", "--duration", "0.2", "--warmup", "0"]
+    argv += ["--ttfb-seconds", "0.05", "--streams", "20", "--ramp", "0.2", "--stream-pace-ms", "20"]
     argv += ["--budget", "240", "--out", str(out)]  # a cap for a busy machine; about 20 s on a quiet one
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
