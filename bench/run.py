@@ -626,10 +626,15 @@ class Bench:
         )
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        if commit and dirty:
+            commit += " with uncommitted changes"
         return [
             f"machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}, "
-            f"commit {commit.strip() or 'unknown'}; every process shares these CPUs, so req/s is the machine's, "
+            f"commit {commit or 'unknown'}; every process shares these CPUs, so req/s is the machine's, "
             "CPU ms/req is the proxy's own"
         ]
 
