@@ -2,10 +2,14 @@
 
 It does the least any gateway must: parse the JSON body, route ``vendor/model`` to a fixed upstream,
 rewrite the model name, send with the upstream's own key and relay the answer (streams chunk by chunk,
-unparsed). No auth, limits, accounting or metrics: its cost is what the gateway's extras are measured
-against.
+unparsed). Any path is relayed to the same path under the vendor's base URL (chat, completions,
+embeddings, ``/v1/responses``, ``/v1/messages``), so each native row of the bench is compared to this
+floor relaying the same bytes. An upstream named with ``--anthropic`` gets its key in ``x-api-key``
+with the client's ``anthropic-version`` (and ``anthropic-beta``), as Anthropic's API wants. No auth,
+limits, accounting or metrics: its cost is what the gateway's extras are measured against.
 
-    python -m bench.bare_proxy --client aiohttp|httpx|httpx-aiohttp --port P --upstream fast=http://127.0.0.1:Q/v1
+    python -m bench.bare_proxy --client aiohttp|httpx|httpx-aiohttp --port P --upstream fast=http://127.0.0.1:Q/v1 \
+        --upstream anthropic=http://127.0.0.1:R/v1 --anthropic anthropic
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import orjson
 import uvicorn
 
 CLIENTS = ("aiohttp", "httpx", "httpx-aiohttp")
-JSON_HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench-upstream"}
+UPSTREAM_KEY = "sk-bench-upstream"
+JSON_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {UPSTREAM_KEY}"}
+ANTHROPIC_HEADERS = {"content-type": "application/json", "x-api-key": UPSTREAM_KEY, "anthropic-version": "2023-06-01"}
+FORWARDED = (b"anthropic-version", b"anthropic-beta")  # client headers an Anthropic upstream gets as they came
 
 
 class Upstream:
@@ -44,11 +51,13 @@ class Upstream:
 
             self.client = httpx.AsyncClient(transport=AiohttpTransport(client=session), timeout=60)
 
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes, AsyncIterator[bytes]]:
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str] = JSON_HEADERS
+    ) -> tuple[int, bytes, AsyncIterator[bytes]]:
         if self.kind == "aiohttp":
-            resp = await self.client.post(url, data=body, headers=JSON_HEADERS)
+            resp = await self.client.post(url, data=body, headers=headers)
             return resp.status, resp.headers.get("content-type", "").encode(), _aiohttp_body(resp)
-        req = self.client.build_request("POST", url, content=body, headers=JSON_HEADERS)
+        req = self.client.build_request("POST", url, content=body, headers=headers)
         resp = await self.client.send(req, stream=True)
         return resp.status_code, resp.headers.get("content-type", "").encode(), _httpx_body(resp)
 
@@ -73,9 +82,10 @@ async def _httpx_body(resp: Any) -> AsyncIterator[bytes]:
 
 
 class BareProxy:
-    def __init__(self, client: str, upstreams: dict[str, str]) -> None:
+    def __init__(self, client: str, upstreams: dict[str, str], anthropic: frozenset[str] = frozenset()) -> None:
         self.upstream = Upstream(client)
         self.routes = upstreams  # vendor -> base URL, fixed at start: a request never picks the URL
+        self.anthropic = anthropic  # vendors speaking Anthropic's dialect (key in x-api-key)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -96,7 +106,13 @@ class BareProxy:
         body = orjson.loads(raw)
         vendor, _, body["model"] = body["model"].partition("/")
         url = self.routes[vendor] + scope["path"].removeprefix("/v1")
-        status, ctype, chunks = await self.upstream.post(url, orjson.dumps(body))
+        headers_out = JSON_HEADERS
+        if vendor in self.anthropic:
+            headers_out = dict(ANTHROPIC_HEADERS)
+            for k, v in scope["headers"]:
+                if k in FORWARDED:
+                    headers_out[k.decode()] = v.decode("latin-1")
+        status, ctype, chunks = await self.upstream.post(url, orjson.dumps(body), headers_out)
         headers = [(b"content-type", ctype)]
         if body.get("stream") is not True:
             data = b"".join([c async for c in chunks])
@@ -114,9 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--client", choices=CLIENTS, default="aiohttp")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--upstream", action="append", required=True, help="vendor=base URL (ending in /v1)")
+    ap.add_argument("--anthropic", action="append", default=[], help="a vendor that speaks Anthropic's Messages API")
     args = ap.parse_args(argv)
     routes = dict(u.split("=", 1) for u in args.upstream)
-    app = BareProxy(args.client, {k: v.rstrip("/") for k, v in routes.items()})
+    app = BareProxy(args.client, {k: v.rstrip("/") for k, v in routes.items()}, frozenset(args.anthropic))
     uvicorn.run(
         app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", access_log=False, log_level="warning"
     )

@@ -2,12 +2,15 @@
 
 It does what wrk can't: time to first byte of streams (``loop``, on aiohttp), and thousands of
 concurrent slow streams (``burst``, on bare asyncio sockets so 5,000 of them cost little CPU),
-each checked to end with ``data: [DONE]``. ``loop`` is also the fallback when wrk is not
+each stream checked to reach its proper end (``--end``: ``[DONE]``, or the type of its last event,
+``response.completed`` or ``message_stop``). ``loop`` is also the fallback when wrk is not
 installed, and then it competes with the gateway for CPU (the table says so). Every loop is
 bounded by a request count and a deadline.
 
-    python -m bench.loadgen loop --url U --body FILE --key K --concurrency 1 --duration 2 --max-requests 2000
-    python -m bench.loadgen burst --url U --body FILE --key K --streams 5000 --ramp 1 --timeout 30
+    python -m bench.loadgen loop --url U --body FILE --header "authorization: Bearer K" --end "[DONE]" \
+        --concurrency 1 --duration 2 --max-requests 2000
+    python -m bench.loadgen burst --url U --body FILE --header "authorization: Bearer K" --end "[DONE]" \
+        --streams 5000 --ramp 1 --timeout 30
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-DONE = b"data: [DONE]\n\n"
+TAIL = 8192  # bytes of a raw stream kept to find its last event (a final response.completed is ~2 KB)
 
 
 @dataclass
@@ -42,7 +45,18 @@ class Tally:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
-async def one(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool, tally: Tally) -> None:
+def stream_ended(data: bytes, end: str) -> bool:
+    """Whether an SSE body's last event is its proper end: ``data: [DONE]``, or an event naming ``end``."""
+    text = data.rstrip()
+    if end == "[DONE]":
+        return text.endswith(b"data: [DONE]")
+    # A [DONE] after the terminal event (LiteLLM sends one on /v1/responses) is tolerated: the SDKs stop at it.
+    text = text.removesuffix(b"data: [DONE]").rstrip()
+    at = max(text.rfind(b"\n\n"), text.rfind(b"\n\r\n"))
+    return end.encode() in text[at + 1 :]
+
+
+async def one(session: aiohttp.ClientSession, url: str, body: bytes, end: str | None, tally: Tally) -> None:
     """One request: latency to the end, time to the first body byte, and a check of the answer."""
     t0 = time.perf_counter()
     tally.open_now += 1
@@ -51,13 +65,14 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, stream: boo
         async with session.post(url, data=body) as resp:
             first = await resp.content.readany()
             ttfb = time.perf_counter() - t0
-            tail = first[-len(DONE) :]
+            chunks = [first]
             while chunk := await resp.content.readany():
-                tail = (tail + chunk)[-len(DONE) :]
+                if end:
+                    chunks.append(chunk)
             if resp.status != 200:
                 return tally.error(verdict(b"HTTP/1.1 %d " % resp.status + first, b"") or "")
-            if stream and tail != DONE:
-                return tally.error("stream ended without [DONE]")
+            if end and not stream_ended(b"".join(chunks), end):
+                return tally.error(f"stream ended without {end}")
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         return tally.error(type(e).__name__)
     finally:
@@ -66,7 +81,7 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, stream: boo
     tally.latencies.append(time.perf_counter() - t0)
 
 
-async def loop(session: aiohttp.ClientSession, args: argparse.Namespace, body: bytes, stream: bool) -> Tally:
+async def loop(session: aiohttp.ClientSession, args: argparse.Namespace, body: bytes) -> Tally:
     """Closed loop: ``concurrency`` clients, each sending again when answered, until time or count runs out."""
     tally = Tally()
     deadline = time.perf_counter() + args.duration
@@ -77,7 +92,7 @@ async def loop(session: aiohttp.ClientSession, args: argparse.Namespace, body: b
             await asyncio.sleep(random.uniform(0, args.stagger_ms / 1000))
         while budget[0] > 0 and time.perf_counter() < deadline:
             budget[0] -= 1
-            await one(session, args.url, body, stream, tally)
+            await one(session, args.url, body, args.end, tally)
 
     await asyncio.gather(*(client() for _ in range(args.concurrency)))
     return tally
@@ -101,29 +116,30 @@ class _Probe(asyncio.Protocol):
             self.first = time.perf_counter()
         if len(self.head) < 1024:
             self.head += data[: 1024 - len(self.head)]
-        self.tail = (self.tail + data)[-64:]
+        self.tail = (self.tail + data)[-TAIL:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
             self.done.set_result(None)
 
 
-def verdict(head: bytes, tail: bytes) -> str | None:
-    """None for a complete 200 stream; else what went wrong (status and error code when there is one)."""
+def verdict(head: bytes, tail: bytes, end: str = "[DONE]") -> str | None:
+    """None for a complete 200 stream (raw HTTP, chunked); else what went wrong (status and error code)."""
     status = head[9:12].decode("latin-1", "replace")
     if status != "200":
         code = re.search(rb'"code"\s*:\s*"([^"]+)"', head)
         return f"HTTP {status}" + (f" {code.group(1).decode()}" if code else "")
-    # The SSE end marker, then the chunked-encoding terminator: the stream ended properly.
-    if b"data: [DONE]" not in tail or not tail.endswith(b"0\r\n\r\n"):
-        return "stream ended without [DONE]"
+    # The chunked-encoding terminator, and before it the stream's own end: the stream ended properly.
+    if not tail.endswith(b"0\r\n\r\n") or not stream_ended(tail[:-5], end):
+        return f"stream ended without {end}"
     return None
 
 
-async def one_stream(url: str, body: bytes, key: str, tally: Tally) -> None:
+async def one_stream(url: str, body: bytes, headers: list[str], end: str, tally: Tally) -> None:
     u = urlsplit(url)
+    extra = "".join(f"{h}\r\n" for h in headers)
     request = (
-        f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: Bearer {key}\r\n"
+        f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\n{extra}"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
     loop = asyncio.get_running_loop()
@@ -142,7 +158,7 @@ async def one_stream(url: str, body: bytes, key: str, tally: Tally) -> None:
         tally.open_now -= 1
         if transport is not None:
             transport.close()
-    problem = verdict(probe.head, probe.tail)
+    problem = verdict(probe.head, probe.tail, end)
     if problem:
         return tally.error(problem)
     tally.ttfbs.append((probe.first or t0) - t0)
@@ -160,7 +176,7 @@ async def burst(args: argparse.Namespace, body: bytes) -> Tally:
         delay = start + i * step - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one_stream(args.url, body, args.key, tally)))
+        tasks.append(asyncio.ensure_future(one_stream(args.url, body, args.header, args.end or "[DONE]", tally)))
     _, pending = await asyncio.wait(tasks, timeout=args.timeout)
     for t in pending:
         t.cancel()
@@ -200,12 +216,12 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     if args.mode == "burst":
         return summary(await burst(args, body), time.perf_counter() - start)
-    stream = orjson.loads(body).get("stream") is True
-    headers = {"content-type": "application/json", "authorization": f"Bearer {args.key}"}
+    headers = {"content-type": "application/json"}
+    headers.update(h.split(": ", 1) for h in args.header)  # type: ignore[misc]
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
-        return summary(await loop(session, args, body, stream), time.perf_counter() - start)
+        return summary(await loop(session, args, body), time.perf_counter() - start)
 
 
 def raise_fd_limit() -> None:
@@ -219,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("mode", choices=["loop", "burst"])
     ap.add_argument("--url", required=True)
     ap.add_argument("--body", required=True, help="file holding the JSON request body")
-    ap.add_argument("--key", default="sk-switchyard-bench")
+    ap.add_argument("--header", action="append", default=[], help='"Name: value" (the key among them)')
+    ap.add_argument("--end", help="a stream's proper end: [DONE] or its last event's type; omitted: not a stream")
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--duration", type=float, default=2.0, help="loop: seconds to keep sending")
     ap.add_argument("--max-requests", type=int, default=100_000, help="loop: stop after this many")

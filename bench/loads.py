@@ -19,11 +19,12 @@ WRK_HELP = "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `b
 class Load:
     url: str
     body: Path
-    key: str
+    headers: tuple[tuple[str, str], ...]  # the key among them, as the API's clients send it
     clients: int
     duration: float
     timeout: float = 30.0
     stagger_ms: int = 0
+    end: str | None = None  # a stream's proper end ("[DONE]", "response.completed", ...); None: not a stream
 
 
 @dataclass
@@ -60,7 +61,7 @@ def parse_wrk(stdout: str) -> Result:
     if line is None:
         raise RuntimeError(f"wrk printed no result line: {stdout.strip()[-300:]}")
     d = orjson.loads(line[len("WRKJSON ") :])
-    kinds = {k: d[k] for k in ("connect", "read", "write", "status", "timeout") if d[k]}
+    kinds = {k: d.get(k, 0) for k in ("connect", "read", "write", "status", "timeout", "unended") if d.get(k)}
     return Result(
         requests=d["requests"],
         seconds=d["duration_us"] / 1e6,
@@ -75,8 +76,9 @@ def wrk(load: Load) -> Result:
     # One thread: wrk's event loop keeps hundreds of connections busy on a fraction of a core.
     seconds = max(1, round(load.duration))
     argv = ["wrk", "-t1", f"-c{load.clients}", f"-d{seconds}s", f"--timeout={int(load.timeout)}s"]
-    argv += ["-s", str(WRK_SCRIPT), load.url, "--", str(load.body), load.key]
+    argv += ["-s", str(WRK_SCRIPT), load.url, "--", str(load.body), *(f"{k}: {v}" for k, v in load.headers)]
     env = dict(os.environ, SYBENCH_STAGGER_MS=str(load.stagger_ms), SYBENCH_CONNECTIONS=str(load.clients))
+    env["SYBENCH_END"] = load.end or ""
     return parse_wrk(_run(argv, seconds + load.timeout + 10, env))
 
 
@@ -96,7 +98,10 @@ def _loadgen(args: list[str], limit: float) -> Result:
 
 
 def _common(load: Load) -> list[str]:
-    return ["--url", load.url, "--body", str(load.body), "--key", load.key, "--timeout", str(load.timeout)]
+    args = ["--url", load.url, "--body", str(load.body), "--timeout", str(load.timeout)]
+    for k, v in load.headers:
+        args += ["--header", f"{k}: {v}"]
+    return args + (["--end", load.end] if load.end else [])
 
 
 def python_loop(load: Load, max_requests: int = 1_000_000) -> Result:

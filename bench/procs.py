@@ -117,6 +117,20 @@ class Others:
         return max(0.0, (self.busy - before.busy) - (self.ours - before.ours)) / wall if wall > 0 else 0.0
 
 
+def wait_idle(pid: int, limit: float = 15.0, step: float = 0.2, busy: float = 0.1) -> float:
+    """Until the tree uses less than ``busy`` of a CPU over ``step`` seconds (work a warm-up left queued is done),
+    at most ``limit`` seconds; returns the seconds waited."""
+    start = time.monotonic()
+    before = cpu_seconds(pid)
+    while time.monotonic() - start < limit:
+        time.sleep(step)
+        now = cpu_seconds(pid)
+        if now - before < busy * step:
+            break
+        before = now
+    return time.monotonic() - start
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     """Until something accepts on 127.0.0.1:port; fail fast if the process died."""
     deadline = time.monotonic() + timeout

@@ -1,10 +1,11 @@
-"""The bench's simulated OpenAI upstreams: several ``MockUpstream``s in one uvicorn process.
+"""The bench's simulated upstreams: several ``MockUpstream``s (OpenAI or Anthropic dialect) in one uvicorn process.
 
 One process serves every upstream the scenarios need, each on its own port, told apart by the
 port the request arrived on. Recording is off (it would cost the upstream CPU for nothing),
 and the listen backlog is large so thousands of streams can connect at once.
 
-    python -m bench.upstream --serve fast:PORT:chunks=20 --serve slow:PORT:latency_ms=500
+    python -m bench.upstream --serve fast:PORT:chunks=20 --serve slow:PORT:latency_ms=500 \
+        --serve anthropic:PORT:dialect=anthropic,chunks=20
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def parse_spec(spec: str) -> tuple[str, int, dict[str, Any]]:
     for item in ",".join(rest).split(","):
         if item:
             k, v = item.split("=", 1)
-            kwargs[k] = int(v) if k == "chunks" else float(v)
+            kwargs[k] = v if k == "dialect" else int(v) if k == "chunks" else float(v)
     return name, int(port), kwargs
 
 
@@ -55,15 +56,18 @@ def listen(port: int) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Simulated OpenAI upstreams for the benchmark.")
+    ap = argparse.ArgumentParser(description="Simulated upstreams for the benchmark.")
     ap.add_argument(
-        "--serve", action="append", required=True, help="name:port[:chunks=N,latency_ms=N,chunk_delay_ms=N]"
+        "--serve",
+        action="append",
+        required=True,
+        help="name:port[:dialect=openai|anthropic,chunks=N,latency_ms=N,chunk_delay_ms=N]",
     )
     args = ap.parse_args(argv)
     apps: dict[int, MockUpstream] = {}
     for spec in args.serve:
         _, port, kwargs = parse_spec(spec)
-        apps[port] = MockUpstream("openai", record=False, **kwargs)
+        apps[port] = MockUpstream(kwargs.pop("dialect", "openai"), record=False, **kwargs)
     sockets = [listen(p) for p in apps]
     config = uvicorn.Config(
         ByPort(apps),
