@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+# A request's token counts are clamped into 0..MAX_TOKENS before they are recorded: far above any
+# real request, and low enough that Redis' 64-bit HINCRBY sums can never overflow.
+MAX_TOKENS = 2**32 - 1
+
 
 @dataclass(slots=True)
 class UsageRecord:
@@ -21,6 +25,9 @@ class UsageRecord:
     ttft_ms: float | None = None
     estimated: bool = False  # tokens counted by the gateway, not reported by the upstream
     ts: float = 0.0
+    # False when ``model`` never routed (refused before reaching a provider): the usage hashes then
+    # count it under a placeholder, as the metrics do, so junk names cannot add fields without bound.
+    routed: bool = True
 
     def __post_init__(self) -> None:
         if not self.ts:

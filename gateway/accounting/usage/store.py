@@ -8,11 +8,27 @@ from typing import Any, Protocol
 from gateway.accounting.usage.record import UsageRecord
 
 FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
+OTHER_MODEL = "other"  # the per-model fields of names that never routed (as the metrics' "other")
+
+
+def model_field(rec: UsageRecord) -> str:
+    """The model part of the record's per-model hash fields."""
+    return rec.model if rec.routed else OTHER_MODEL
 
 
 def record_increments(rec: UsageRecord) -> tuple[int, int, int, int, int]:
     """The five counters one record adds, in ``FIELDS`` order."""
     return (1, 1 if rec.status >= 400 else 0, rec.prompt_tokens, rec.completion_tokens, rec.total_tokens)
+
+
+class BatchRejected(Exception):
+    """The store answered but refused part of a batch (what was refused left no trace); ``lost`` is
+    how many of its records are not fully written."""
+
+    def __init__(self, cause: BaseException, lost: int) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+        self.lost = lost
 
 
 def usage_body(key: str, date: str, totals: dict[str, int], models: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -60,9 +76,10 @@ class MemoryStore:
 
     def add(self, rec: UsageRecord) -> None:
         h = self.hashes[(rec.key, rec.day)]
+        model = model_field(rec)
         for f, inc in zip(FIELDS, record_increments(rec), strict=True):
             h[f] += inc
-            h[f"{rec.model}|{f}"] += inc
+            h[f"{model}|{f}"] += inc
         self.log.append(rec)
 
     async def write(self, records: list[UsageRecord]) -> None:
