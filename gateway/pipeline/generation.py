@@ -12,6 +12,7 @@ deployments, a fallback).
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,7 +21,9 @@ from gateway.errors import GatewayError, model_not_allowed
 from gateway.pipeline.overflow import PARAM as OVERFLOW_PARAM
 from gateway.pipeline.overflow import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
 from gateway.pipeline.relay import ChatOut, NativeOut, OpenStream, Out, TranslatedOut, peek, pump
-from gateway.wire.asgi import WATCH_AFTER, DisconnectWatch, Receive, Send, read_body, send_json
+from gateway.pipeline.validate import model_of
+from gateway.wire.asgi import WATCH_AFTER, DisconnectWatch, Receive, Send, send_json
+from gateway.wire.upstream import timed_out
 from providers.base import CallContext
 
 if TYPE_CHECKING:
@@ -55,7 +58,7 @@ class Exhausted(Exception):
 class Call:
     """One generation request on its way through the attempts: what every step needs."""
 
-    __slots__ = ("api", "body", "call", "ctx", "endpoint", "route", "send")
+    __slots__ = ("api", "body", "call", "ctx", "deadline", "endpoint", "route", "send")
 
     def __init__(self, ctx: RequestContext, send: Send, endpoint: Endpoint, body: dict[str, Any], route: Route) -> None:
         self.ctx = ctx
@@ -70,15 +73,19 @@ class Call:
             request_id=ctx.request_id,
         )
         self.api: Exchange | None = None  # a client API that is not the chat form
+        # The request's deadline for the upstream's first byte (loop time), set by its first attempt
+        # from that deployment's ``timeout``: retries and fallbacks get what is left of it.
+        self.deadline = 0.0
 
 
 async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: Endpoint) -> None:
     """The frame's handler for a generation route."""
     state = ctx.state
-    raw = await read_body(receive, state.max_body, ctx.declared)
+    raw = ctx.body  # read by the frame before the request took a concurrency slot
     body = parse_body(raw)
-    if isinstance(body.get("model"), str):
-        ctx.model = body["model"]  # recorded as asked even when validation refuses the request
+    model = model_of(body)
+    if model is not None:
+        ctx.model = model  # recorded as asked even when validation refuses the request
     ctx.stream = endpoint.streams and body.get("stream") is True
     endpoint.validate(body)
     model = ctx.model
@@ -128,6 +135,8 @@ async def _attempts(c: Call) -> None:
     deps = balancer.order(route, route.least_in_flight)
     last: GatewayError | None = None
     for dep in deps:
+        if last is not None and asyncio.get_running_loop().time() >= c.deadline:
+            break  # the request's deadline has passed: no fallback gets to start
         if not balancer.acquire(dep):
             continue  # circuit open
         try:
@@ -180,7 +189,17 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         ctx.prompt_estimate = fitted.prompt_tokens
     attempt = 0
     corrected = False
+    loop = asyncio.get_running_loop()
+    per_try = min(cfg.attempt_timeout or cfg.timeout, cfg.timeout)
     while True:
+        now = loop.time()
+        first = not c.deadline  # the request's first attempt: its timeouts are the deadline's
+        if first:
+            c.deadline = now + cfg.timeout
+        left = c.deadline - now
+        if left <= 0:
+            raise Exhausted(timed_out(dep.provider))
+        wait = per_try if per_try <= left else left  # this attempt's wait for the first byte
         if native_api:
             assert c.api is not None
             ureq = adapter.native_request(c.endpoint.name, _native_body(c, dep, fitted_body), dep.target, ctx)
@@ -189,11 +208,21 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         ureq.headers["x-request-id"] = ctx.request_id
         ctx.provider = dep.provider
         try:
-            if ctx.stream:
-                result: Any = await _open_stream(c, dep, ureq, native_api)
+            if ctx.stream and first and per_try == cfg.timeout:
+                # Headers, then each piece, within ``timeout`` (aiohttp's read timeout): no timer.
+                result: Any = await _open_stream(c, dep, ureq, native_api, wait)
+            elif ctx.stream:
+                # A retry or fallback (or a per-try timeout) bounds the wait for the first event
+                # exactly; then ``timeout`` between pieces. A timer only where it is needed.
+                try:
+                    async with asyncio.timeout_at(now + wait):
+                        result = await _open_stream(c, dep, ureq, native_api, wait)
+                except TimeoutError:
+                    raise timed_out(dep.provider) from None
             else:
-                result = await _call_json(c, dep, ureq, native_api)
+                result = await _call_json(c, dep, ureq, native_api, wait)
         except GatewayError as e:
+            dep.adapter.redact(e)  # errors a translator built from the upstream's words, too
             state.accountant.upstream_error(dep.provider, e.reason)  # once per failed attempt
             if e.status == 400 and (nums := parse_overflow(e.message)):
                 window, prompt, completion = nums
@@ -205,9 +234,12 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
                 raise overflow_error(form, window, prompt, completion or budget) from None
             if not _retryable(e):
                 raise
-            state.balancer.failure(dep)
+            if e.status >= 500:
+                # Only the upstream's own failures count toward its circuit: a 429 or another
+                # request-caused error must not let one key open a shared deployment for everyone.
+                state.balancer.failure(dep)
             delay = _backoff(attempt, cfg.retry_backoff, e.headers.get("retry-after"), state.balancer.rng.random())
-            if attempt >= cfg.retries or delay is None:
+            if attempt >= cfg.retries or delay is None or loop.time() + delay >= c.deadline:
                 raise Exhausted(e) from None
             attempt += 1
             await asyncio.sleep(delay)
@@ -216,9 +248,10 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         return result
 
 
-async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> dict[str, Any] | bytes:
+async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool, wait: float) -> dict[str, Any] | bytes:
     cfg = dep.adapter.cfg
-    resp = await c.ctx.state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
+    connect = cfg.connect_timeout if cfg.connect_timeout <= wait else wait
+    resp = await c.ctx.state.upstream.send(ureq, dep.provider, connect, wait, max_duration=cfg.max_duration)
     try:
         data = await resp.read()
     finally:
@@ -237,11 +270,12 @@ async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> d
     return result
 
 
-async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> OpenStream:
+async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool, wait: float) -> OpenStream:
     """Send, check the status, and read up to the first event for the client (nothing sent yet)."""
     cfg = dep.adapter.cfg
     adapter = dep.adapter
-    resp = await c.ctx.state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
+    connect = cfg.connect_timeout if cfg.connect_timeout <= wait else wait
+    resp = await c.ctx.state.upstream.send(ureq, dep.provider, connect, cfg.timeout, max_duration=cfg.max_duration)
     ok = False
     try:
         if resp.status >= 300:
@@ -249,7 +283,7 @@ async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool) ->
         out: Out
         if native_api:
             assert c.api is not None
-            out = NativeOut(c.api.native_relay(dep.provider))
+            out = NativeOut(c.api.native_relay(dep.provider), adapter)
         else:
             translator = adapter.stream_translator(c.endpoint.form, c.call)
             if c.api is not None:
@@ -304,15 +338,25 @@ def _retryable(e: GatewayError) -> bool:
     return e.status in _RETRYABLE or e.status >= 500
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """An upstream's ``Retry-After`` in seconds; None when absent or not a finite number >= 0
+    (``nan``, ``inf``, a date: the backoff decides then)."""
+    if not value:
+        return None
+    try:
+        ra = float(value)
+    except ValueError:
+        return None
+    return ra if math.isfinite(ra) and ra >= 0 else None
+
+
 def _backoff(attempt: int, base: float, retry_after: str | None, u: float) -> float | None:
     """Exponential backoff with jitter, or the upstream's Retry-After; None when that is too long."""
-    if retry_after:
-        try:
-            ra = float(retry_after)
-        except ValueError:
-            ra = None
-        if ra is not None:
-            return None if ra > _MAX_RETRY_AFTER else max(ra, 0.0)
+    ra = retry_after_seconds(retry_after)
+    if ra is not None:
+        return None if ra > _MAX_RETRY_AFTER else ra
+    if retry_after and retry_after.strip().lower() in ("inf", "+inf", "infinity"):
+        return None
     step = min(base * (2**attempt), 8.0)
     return step / 2 + u * step / 2
 
@@ -321,7 +365,10 @@ def _http_error(dep: Deployment, resp: Any, data: bytes) -> GatewayError:
     if resp.status < 400:
         return dep.adapter.bad_response(f"HTTP {resp.status}")
     err = dep.adapter.parse_error(resp.status, data)
-    ra = resp.headers.get("retry-after") if resp.headers is not None else None
-    if ra and (resp.status in (429, 503, 529) or err.status in (429, 503)):
-        err.headers = {**err.headers, "retry-after": ra}
+    ra = retry_after_seconds(resp.headers.get("retry-after") if resp.headers is not None else None)
+    if ra is not None and (resp.status in (429, 503, 529) or err.status in (429, 503)):
+        # Relayed as whole seconds, as clients expect; a value that is no number is not relayed.
+        err.headers = {**err.headers, "retry-after": str(math.ceil(ra))}
+    elif "retry-after" in err.headers and retry_after_seconds(err.headers["retry-after"]) is None:
+        err.headers = {k: v for k, v in err.headers.items() if k != "retry-after"}
     return err

@@ -74,7 +74,9 @@ async def _relay(
     ctx.provider = provider
     ureq = adapter.response_object_request(method, upstream, suffix, query)
     cfg = adapter.cfg
-    resp = await ctx.state.upstream.send(ureq, provider, cfg.connect_timeout, cfg.timeout)
+    resp = await ctx.state.upstream.send(
+        ureq, provider, cfg.connect_timeout, cfg.timeout, max_duration=cfg.max_duration
+    )
     try:
         data = await resp.read()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from starlette.requests import Request
@@ -12,6 +13,8 @@ from gateway.accounting.usage.store import UsageStore, usage_body
 from gateway.errors import GatewayError
 from gateway.pipeline.frame import CTX, RequestContext
 from gateway.routes.common import json_response
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 class UsageRoutes:
@@ -31,6 +34,9 @@ class UsageRoutes:
             )
         date = request.query_params.get("date") or time.strftime("%Y-%m-%d", time.gmtime())
         try:
+            # Exactly YYYY-MM-DD: strptime alone takes 2026-1-2, which would be echoed as sent.
+            if not _DATE.fullmatch(date):
+                raise ValueError
             day = time.strftime("%Y%m%d", time.strptime(date, "%Y-%m-%d"))
         except ValueError:
             raise GatewayError(
