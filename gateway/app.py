@@ -28,6 +28,7 @@ from gateway.accounting.usage.redis_store import RedisStore
 from gateway.accounting.usage.store import MemoryStore
 from gateway.accounting.usage.writer import UsageWriter
 from gateway.apis import ENDPOINTS
+from gateway.apis.base import OPENAI_ERRORS, ErrorShape
 from gateway.apis.messages import ANTHROPIC_ERRORS
 from gateway.apis.responses_state import ResponseStore
 from gateway.config import Config, ConfigError, default_config, load_config
@@ -35,7 +36,17 @@ from gateway.errors import GatewayError, not_found_route
 from gateway.governance.keystore import KeyStore
 from gateway.pipeline import generation
 from gateway.pipeline.balancer import Balancer
-from gateway.pipeline.frame import CTX, OPTIONAL, REQUIRED, Frame, RequestContext
+from gateway.pipeline.frame import (
+    BODY,
+    CTX,
+    HANDLER_READS,
+    OPTIONAL,
+    REPLAY,
+    REQUIRED,
+    Frame,
+    RequestContext,
+    unexpected,
+)
 from gateway.pipeline.limits import Limiter
 from gateway.pipeline.state import State, build_state
 from gateway.routes import files
@@ -71,6 +82,7 @@ METRIC_ENDPOINTS = (
 USAGE_FLUSH_TIMEOUT = 5.0  # at most this many seconds (and shutdown_grace) of shutdown go to writing usage
 MEMORY_LOG_MAX = 10_000  # records the in-process usage log keeps
 MAX_ROUTE_CHARS = 200  # an unknown path is recorded at most this long
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class Gateway:
@@ -146,17 +158,30 @@ class Gateway:
         if scope["type"] == "http":
             endpoint = HOT_ROUTES.get(scope["path"])
             if endpoint is not None:
-                handler = self._handlers[endpoint] if scope["method"] == "POST" else _post_only
-                return await self.frame.run(scope, receive, send, handler, REQUIRED, endpoint.errors)
+                if scope["method"] == "POST":
+                    handler = self._handlers[endpoint]
+                    return await self.frame.run(scope, receive, send, handler, REQUIRED, endpoint.errors, BODY)
+                return await self.frame.run(scope, receive, send, _post_only, REQUIRED, endpoint.errors)
             if scope["path"] == COUNT_TOKENS:
-                handler = count_tokens if scope["method"] == "POST" else _post_only
-                return await self.frame.run(scope, receive, send, handler, REQUIRED, ANTHROPIC_ERRORS)
+                if scope["method"] == "POST":
+                    return await self.frame.run(scope, receive, send, count_tokens, REQUIRED, ANTHROPIC_ERRORS, BODY)
+                return await self.frame.run(scope, receive, send, _post_only, REQUIRED, ANTHROPIC_ERRORS)
             if is_public(scope["path"]):
                 return await self.router(scope, receive, send)  # probes, scrapes, the console page: not recorded
-            return await self.frame.run(scope, receive, send, self._routed, self._auth_for(scope))
+            auth = self._auth_for(scope)
+            # Bodies are read before the slot is taken, except uploads, which stream as they are served.
+            reads = REPLAY if scope["method"] in _BODY_METHODS and scope["path"] != files.FILES else HANDLER_READS
+            return await self.frame.run(scope, receive, send, self._routed, auth, OPENAI_ERRORS, reads)
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         return await self.router(scope, receive, send)
+
+    def errors_for(self, path: str) -> ErrorShape:
+        """How the route at ``path`` spells an error (for answers the HTTP protocol gives itself)."""
+        endpoint = HOT_ROUTES.get(path)
+        if endpoint is not None:
+            return endpoint.errors
+        return ANTHROPIC_ERRORS if path == COUNT_TOKENS else OPENAI_ERRORS
 
     def _auth_for(self, scope: Scope) -> int:
         """Known routes need a key; an unknown route takes one if given (so a valid key's stray
@@ -263,8 +288,7 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
 
 
 async def _failed(request: Request, exc: Exception) -> Response:
-    err = GatewayError(500, "The gateway failed to handle this request.", code="internal_error")
-    return await _gateway_error(request, err)
+    return await _gateway_error(request, unexpected(exc))
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

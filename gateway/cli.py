@@ -17,12 +17,15 @@ from typing import Any
 from gateway import lifecycle
 from gateway.config import DEMO_KEY, Config, ConfigError, load_config, summary
 
+WORKER_HEALTHCHECK = 60  # seconds (uvicorn's default of 5 aborted reloads on a busy machine)
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.accounting.metrics import prepare_multiprocess_dir
     from gateway.app import DEMO_ANNOUNCED_ENV, load_or_default
+    from gateway.wire.http import GatewayHTTPProtocol
 
     path = args.config or os.environ.get("SWITCHYARD_CONFIG")
     try:
@@ -58,13 +61,16 @@ def _serve(args: argparse.Namespace) -> int:
             port=port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http=GatewayHTTPProtocol,  # httptools with bounded heads, read deadlines, JSON errors
             lifespan="on",
             access_log=False,
             proxy_headers=False,  # client addresses are not used; skip the middleware
             backlog=4096,  # bursts of thousands of new streams must not overflow the accept queue
             log_level="warning",
             timeout_graceful_shutdown=int(cfg.server.shutdown_grace),
+            # How long a rolling reload waits for each new worker to be ready (and a worker may take to
+            # answer the supervisor's ping) before giving up: a loaded machine imports slowly.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK,
         )
     finally:
         cleanup_metrics()

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from providers.registry import KINDS, RESERVED_KINDS, capabilities, kinds_with
 
 DEMO_KEY = "sk-switchyard-demo"
+# The longest model name a client may send (400 beyond): names end up in logs, Redis and metrics.
+MAX_MODEL_NAME = 256
 
 # The kinds the provider registry knows, and the reserved ones (refused below with a clear message).
 ProviderKind = Literal[(*KINDS, *RESERVED_KINDS)]  # type: ignore[valid-type]
@@ -153,7 +155,14 @@ class ProviderConfig(_Frozen):
     api_key: SecretStr | None = None
     # Azure: api-version query value; Anthropic: anthropic-version header value.
     api_version: str | None = None
+    # The request's deadline for the upstream's first byte, across retries and fallbacks; then the
+    # longest wait between two pieces of the body (README "Limits and timeouts").
     timeout: float = Field(default=600, gt=0)
+    # One attempt's share of it (Envoy's per-try timeout); unset: the whole ``timeout``.
+    attempt_timeout: float | None = Field(default=None, gt=0)
+    # The longest a whole answer may take, first byte to last: an upstream trickling bytes
+    # never holds a request forever.
+    max_duration: float = Field(default=3600, gt=0)
     connect_timeout: float = Field(default=5, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
     retry_backoff: float = Field(default=0.25, gt=0, le=60)  # first backoff (s); doubles, with jitter
@@ -202,7 +211,7 @@ class DeploymentConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
     upstream: str | None = None
     deployments: tuple[DeploymentConfig, ...] | None = None
     context_window: int | None = Field(default=None, ge=1)
@@ -240,6 +249,11 @@ class ServerConfig(_Frozen):
     drain_delay: float = Field(default=1.0, ge=0, le=60)
     limits_when_redis_down: Literal["allow", "deny"] = "allow"
     access_log: bool = True
+    # The request line and headers together (431 beyond), and how long they may take to arrive
+    # (408); then the longest wait between two pieces of a request body (408).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    header_timeout: float = Field(default=30, gt=0)
+    body_timeout: float = Field(default=60, gt=0)
 
 
 class UsageConfig(_Frozen):

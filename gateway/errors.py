@@ -48,10 +48,13 @@ class GatewayError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
-        self.type = type or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        self.param = param
-        self.code = code
+        self.message = message if isinstance(message, str) else str(message)
+        # Fields an upstream filled in may be anything (an object for ``type``): OpenAI's are strings.
+        if not isinstance(type, str) or not type:
+            type = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        self.type = type
+        self.param = _field(param)
+        self.code = _field(code)
         self.headers = headers or {}
         # Short machine label for metrics (``upstream_errors_total{reason}``).
         self.reason = reason or code or self.type
@@ -68,6 +71,13 @@ class GatewayError(Exception):
         if self.param is not None:
             err["param"] = self.param
         return b"data: " + orjson.dumps({"error": err}) + b"\n\n"
+
+
+def _field(v: object) -> str | None:
+    """``param`` and ``code`` as OpenAI sends them: a string or null (an upstream's object dropped)."""
+    if v is None or isinstance(v, str):
+        return v
+    return None if isinstance(v, (dict, list)) else str(v)
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:

@@ -12,6 +12,7 @@ The request side of a dialect is one table of ``Param`` records applied by ``app
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import struct
 import time
@@ -204,12 +205,40 @@ class Adapter:
         )
 
     def upstream_error(
-        self, status: int, message: str, type_: str | None = None, code: str | None = None, param: str | None = None
+        self, status: int, message: str, type_: Any = None, code: Any = None, param: Any = None
     ) -> GatewayError:
-        """An upstream HTTP error: its status and message kept, prefixed with the provider name."""
-        return GatewayError(
+        """An upstream HTTP error: its status and message kept, prefixed with the provider name, and
+        this provider's secrets taken out (GatewayError keeps the fields' types OpenAI's)."""
+        err = GatewayError(
             status, f"{self.name}: {message}", type=type_, code=code, param=param, reason=f"http_{status}"
         )
+        return self.redact(err)
+
+    def redact(self, err: GatewayError) -> GatewayError:
+        """``err`` (in place) without this provider's configured secrets: for the errors a translator
+        built from the upstream's words (a mid-stream error event) rather than through ``upstream_error``."""
+        err.message = self._redacted(err.message)
+        if err.code is not None:
+            err.code = self._redacted(err.code)
+        if err.param is not None:
+            err.param = self._redacted(err.param)
+        return err
+
+    def _redacted(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    @functools.cached_property
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials in this provider's config (an upstream may echo one back: "Incorrect API
+        key provided: ..."), longest first; values too short to be secrets are left alone."""
+        cfg = self.cfg
+        found = [getattr(cfg, f, None) for f in ("api_key", "aws_access_key_id", "aws_secret_access_key")]
+        values = [v.get_secret_value() if hasattr(v, "get_secret_value") else v for v in found]
+        values += list((getattr(cfg, "headers", None) or {}).values())
+        return tuple(sorted({v for v in values if isinstance(v, str) and len(v) >= 8}, key=len, reverse=True))
 
     def json_object(self, data: bytes, not_json: str, not_object: str = "") -> dict[str, Any]:
         """An upstream body's or stream event's JSON object, or the 502 saying why it is not one."""

@@ -26,6 +26,7 @@ import orjson
 
 from gateway.wire.asgi import Scope, Send, send_json
 from simulators import play
+from simulators.bounds import MockError, check_embedding
 from simulators.model import count_tokens, embed
 
 if TYPE_CHECKING:
@@ -81,7 +82,10 @@ async def handle(up: MockUpstream, scope: Scope, body: dict[str, Any], send: Sen
     if problem:
         return await _error(send, 400, problem)
     if path == "/v2/embed":
-        return await send_json(send, 200, orjson.dumps(_embed(body)), "mock")
+        try:
+            return await send_json(send, 200, orjson.dumps(_embed(body)), "mock")
+        except MockError as e:  # a size beyond the simulator's bounds
+            return await _error(send, 400, e.message)
     reply = _reply(up, body)
     if body.get("stream") is True:
         return await _stream(send, _events(reply), up.chunk_delay)
@@ -236,7 +240,7 @@ async def _stream(send: Send, events: list[tuple[str, dict[str, Any]]], delay: f
 
 def _embed(body: dict[str, Any]) -> dict[str, Any]:
     texts = body.get("texts") or []
-    dims = body.get("output_dimension") or DEFAULT_DIMENSIONS
+    dims = check_embedding(len(texts), body.get("output_dimension") or DEFAULT_DIMENSIONS)
     types = body.get("embedding_types") or ["float"]
     vectors = [embed(t, dims) for t in texts]
     return {

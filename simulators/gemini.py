@@ -31,6 +31,7 @@ import orjson
 
 from gateway.wire.asgi import Scope, Send, send_json
 from simulators import play
+from simulators.bounds import MockError, check_embedding
 from simulators.model import count_tokens, embed
 
 if TYPE_CHECKING:
@@ -231,7 +232,11 @@ def _embed(model: str, method: str, body: dict[str, Any]) -> tuple[int, dict[str
             msg = f"* requests[{i}].model: must be models/{model}, got {req.get('model')!r}"
             return 400, orjson.loads(_error(400, "INVALID_ARGUMENT", msg))
         text = _text_of(req.get("content") or {})
-        vectors.append({"values": embed(text, req.get("outputDimensionality") or DEFAULT_DIMENSIONS)})
+        try:
+            check_embedding(len(requests), req.get("outputDimensionality") or DEFAULT_DIMENSIONS)
+            vectors.append({"values": embed(text, req.get("outputDimensionality") or DEFAULT_DIMENSIONS)})
+        except MockError as e:  # a size beyond the simulator's bounds
+            return 400, orjson.loads(_error(400, "INVALID_ARGUMENT", e.message))
     if method == "embedContent":
         return 200, {"embedding": vectors[0]}
     return 200, {"embeddings": vectors}

@@ -3,7 +3,11 @@
 It answers in the OpenAI dialect. Tokens are whitespace-separated words, so counts are
 predictable in tests: the reply echoes the last user message (or the prompt), cut by
 ``max_tokens`` (finish_reason ``length``) or at the first ``stop`` sequence (``stop``).
-Embeddings are unit vectors seeded by the input's sha256, of any ``dimensions``.
+Embeddings are unit vectors seeded by the input's sha256, of up to ``MAX_DIMENSIONS`` dimensions.
+
+Every size it builds is bounded (``simulators/bounds.py``): the fields it reads are checked and a
+request asking for more than a bound, or a field of the wrong type, is a ``MockError`` (a 400 in
+OpenAI's shape), never a crash nor an answer of any size.
 
 It plays along with agents (``simulators/play.py`` has the rules): offered tools, it calls the one
 ``tool_choice`` forces or the last user message names, with arguments valid for the tool's schema
@@ -20,12 +24,22 @@ import random
 import re
 import struct
 import time
+from itertools import islice
 from typing import Any
 
 import orjson
 
 from gateway.wire.types import CHAT, COMPLETIONS
 from simulators import play
+from simulators.bounds import (
+    MAX_N,
+    MAX_OUTPUT_CHARS,
+    MAX_OUTPUT_TOKENS,
+    MAX_TOP_LOGPROBS,
+    MockError,
+    check_embedding,
+    integer,
+)
 
 _WORD = re.compile(r"\s*\S+")
 DEFAULT_REPLY = "Hello from the Switchyard mock model."
@@ -54,7 +68,11 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return " ".join(
+            p["text"]
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        )
     return ""
 
 
@@ -74,44 +92,103 @@ def _source(msgs: list[Any]) -> str:
     return " ".join(reversed(results)) if results else _last_user(msgs)
 
 
+def _messages(body: dict[str, Any]) -> list[Any]:
+    msgs = body.get("messages")
+    return msgs if isinstance(msgs, list) else []
+
+
 def _prompt_tokens(body: dict[str, Any]) -> int:
-    return sum(count_tokens(_text_of(m.get("content"))) for m in body.get("messages") or [] if isinstance(m, dict))
+    return sum(count_tokens(_text_of(m.get("content"))) for m in _messages(body) if isinstance(m, dict))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _tokens_text(tokens: list[Any]) -> str:
+    if not all(_is_int(t) for t in tokens):
+        raise MockError("Invalid 'prompt': a token list holds integers only.", "prompt", code="invalid_type")
+    return " ".join(f"t{t}" for t in tokens)
 
 
 def _prompt_texts(prompt: Any) -> list[str]:
+    if prompt is None:
+        return [""]
     if isinstance(prompt, str):
         return [prompt]
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+    if isinstance(prompt, list) and prompt and all(_is_int(t) for t in prompt):
         return [" ".join(f"t{t}" for t in prompt)]
     if isinstance(prompt, list):
-        return [p if isinstance(p, str) else " ".join(f"t{t}" for t in p) for p in prompt]
-    return [""]
+        return [p if isinstance(p, str) else _tokens_text(p if isinstance(p, list) else [p]) for p in prompt]
+    raise MockError("Invalid type for 'prompt': expected a string or an array.", "prompt", code="invalid_type")
 
 
-def _pieces(text: str, min_pieces: int | None) -> list[str]:
-    """Split into word pieces (each with its leading space); pad with filler to ``min_pieces``."""
-    pieces = _WORD.findall(text)
+class _Budget:
+    """What is left of one answer's output bounds, shared by its choices."""
+
+    __slots__ = ("chars", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens = MAX_OUTPUT_TOKENS
+        self.chars = MAX_OUTPUT_CHARS
+
+    def take(self, pieces: list[str]) -> tuple[list[str], bool]:
+        """The pieces that fit (the last one cut to fit), and whether any was cut."""
+        out: list[str] = []
+        for p in pieces:
+            if self.tokens <= 0 or self.chars <= 0:
+                return out, True
+            if len(p) > self.chars:
+                out.append(p[: self.chars])
+                self.chars = 0
+                self.tokens -= 1
+                return out, True
+            out.append(p)
+            self.tokens -= 1
+            self.chars -= len(p)
+        return out, False
+
+
+def _pieces(text: str, min_pieces: int | None, limit: int) -> list[str]:
+    """Split into word pieces (each with its leading space), at most ``limit`` of them (the text is
+    read no further); pad with filler to ``min_pieces``."""
+    pieces = [m.group() for m in islice(_WORD.finditer(text), limit)]
     if min_pieces is not None:
         i = 0
-        while len(pieces) < min_pieces:
+        while len(pieces) < min(min_pieces, limit):
             pieces.append((" " if pieces else "") + FILLER[i % len(FILLER)])
             i += 1
         pieces = pieces[:min_pieces]
     return pieces
 
 
+def _stops(body: dict[str, Any]) -> list[str]:
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return [s for s in stop if s]
+    raise MockError("Invalid type for 'stop': expected a string or an array of strings.", "stop", code="invalid_type")
+
+
+def _max_tokens(body: dict[str, Any], chat: bool, default: int | None) -> int | None:
+    """The completion budget: ``max_completion_tokens`` (chat) or ``max_tokens``; 0 means unset."""
+    mct = integer(body, "max_completion_tokens", None, 0, None) if chat else None
+    return mct or integer(body, "max_tokens", None, 0, None) or default
+
+
 def _generate(
-    source: str, body: dict[str, Any], default_max: int | None, min_pieces: int | None
+    source: str, max_tokens: int | None, stops: list[str], min_pieces: int | None, budget: _Budget
 ) -> tuple[list[str], str]:
     """The completion's pieces and finish_reason for one choice."""
-    pieces = _pieces(source or DEFAULT_REPLY, min_pieces)
+    limit = budget.tokens + 1 if max_tokens is None else min(max_tokens, budget.tokens) + 1
+    pieces = _pieces(source or DEFAULT_REPLY, min_pieces, limit)
     finish = "stop"
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max
     if max_tokens is not None and len(pieces) > max_tokens:
         pieces = pieces[:max_tokens]
         finish = "length"
-    stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
     if stops:
         text = "".join(pieces)
         cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
@@ -119,7 +196,8 @@ def _generate(
             text = text[:cut]
             pieces = _WORD.findall(text) or ([text] if text else [])
             finish = "stop"
-    return pieces, finish
+    pieces, cut_short = budget.take(pieces)
+    return pieces, "length" if cut_short else finish
 
 
 def _chat_logprobs(pieces: list[str], top: int) -> dict[str, Any]:
@@ -162,18 +240,19 @@ class Simulator:
     # -- chat ------------------------------------------------------------------------------
     def chat(self, body: dict[str, Any]) -> tuple[list[tuple[list[str], str]], int]:
         """The text answer of each choice (pieces, finish_reason) and the prompt's tokens."""
-        msgs = body.get("messages") or []
+        msgs = _messages(body)
         prompt_tokens = _prompt_tokens(body)
-        n = body.get("n") or 1
+        n = integer(body, "n", 1, 1, MAX_N) or 1
+        max_tokens, stops, budget = _max_tokens(body, True, None), _stops(body), _Budget()
         wants_json, schema = play.chat_json_schema(body)
         if wants_json:  # JSON is never padded to a chunk count: that would break it
             source = play.json_text(schema, _last_user(msgs))
-            return [_generate(source, body, None, None) for _ in range(n)], prompt_tokens
-        return [_generate(_source(msgs), body, None, self.chunks) for _ in range(n)], prompt_tokens
+            return [_generate(source, max_tokens, stops, None, budget) for _ in range(n)], prompt_tokens
+        return [_generate(_source(msgs), max_tokens, stops, self.chunks, budget) for _ in range(n)], prompt_tokens
 
     def tool_call(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """The tool call this chat request is answered with, if any (see ``simulators/play.py``)."""
-        last_user = _last_user(body.get("messages") or [])
+        last_user = _last_user(_messages(body))
         tool = play.chat_tool_to_call(body, last_user)
         if tool is None:
             return None
@@ -190,7 +269,7 @@ class Simulator:
             return self._tool_call_response(body, call)
         outs, prompt_tokens = self.chat(body)
         want_lp = body.get("logprobs") is True
-        top = body.get("top_logprobs") or 0
+        top = integer(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS) or 0
         choices = []
         completion_tokens = 0
         for i, (pieces, finish) in enumerate(outs):
@@ -241,9 +320,9 @@ class Simulator:
         if call is not None:
             return self._tool_call_stream(body, call)
         outs, prompt_tokens = self.chat(body)
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = _include_usage(body)
         want_lp = body.get("logprobs") is True
-        top = body.get("top_logprobs") or 0
+        top = integer(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS) or 0
         base = _head("chatcmpl-mock", "chat.completion.chunk", body)
         if include_usage:
             base["usage"] = None
@@ -278,20 +357,23 @@ class Simulator:
     # -- completions -------------------------------------------------------------------------
     def completion(self, body: dict[str, Any]) -> tuple[list[tuple[str, list[str], str]], int]:
         prompts = _prompt_texts(body.get("prompt"))
-        n = body.get("n") or 1
+        n = integer(body, "n", 1, 1, MAX_N) or 1
+        if len(prompts) * n > MAX_N * 16:
+            raise MockError(f"The mock model answers at most {MAX_N * 16} choices (prompts x n) per request.", "n")
+        max_tokens, stops, budget = _max_tokens(body, False, 16), _stops(body), _Budget()
         outs = []
         prompt_tokens = 0
         for text in prompts:
             prompt_tokens += count_tokens(text)
             for _ in range(n):
-                pieces, finish = _generate(text, body, 16, self.chunks)
+                pieces, finish = _generate(text, max_tokens, stops, self.chunks, budget)
                 outs.append((text, pieces, finish))
         return outs, prompt_tokens
 
     def completion_response(self, body: dict[str, Any]) -> dict[str, Any]:
         outs, prompt_tokens = self.completion(body)
         echo = body.get("echo") is True
-        lp = body.get("logprobs")
+        lp = integer(body, "logprobs", None, 0, 5)
         choices = []
         completion_tokens = 0
         for i, (prompt, pieces, finish) in enumerate(outs):
@@ -310,9 +392,9 @@ class Simulator:
 
     def completion_stream(self, body: dict[str, Any]) -> list[bytes]:
         outs, prompt_tokens = self.completion(body)
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = _include_usage(body)
         echo = body.get("echo") is True
-        lp = body.get("logprobs")
+        lp = integer(body, "logprobs", None, 0, 5)
         base = _head("cmpl-mock", "text_completion", body)
         if include_usage:
             base["usage"] = None
@@ -343,16 +425,19 @@ class Simulator:
         inp = body.get("input")
         if isinstance(inp, str):
             items: list[Any] = [inp]
-        elif isinstance(inp, list) and inp and all(isinstance(t, int) for t in inp):
+        elif isinstance(inp, list) and inp and all(_is_int(t) for t in inp):
             items = [inp]
+        elif isinstance(inp, list):
+            items = inp
         else:
-            items = list(inp or [])
-        dims = body.get("dimensions") or DEFAULT_DIMENSIONS
+            raise MockError("Invalid type for 'input': expected a string or an array.", "input", code="invalid_type")
+        dims = body.get("dimensions")
+        dims = check_embedding(len(items), DEFAULT_DIMENSIONS if dims is None else dims)
         b64 = body.get("encoding_format") == "base64"
         data = []
         tokens = 0
         for i, item in enumerate(items):
-            text = item if isinstance(item, str) else " ".join(f"t{t}" for t in item)
+            text = item if isinstance(item, str) else _tokens_text(item if isinstance(item, list) else [item])
             tokens += max(count_tokens(text), 1)
             vec = embed(text, dims)
             emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if b64 else vec
@@ -376,7 +461,8 @@ class Simulator:
         return self.chat_stream(body) if endpoint == CHAT else self.completion_stream(body)
 
 
-def embed(text: str, dims: int) -> list[float]:
+def embed(text: str, dims: Any) -> list[float]:
+    dims = check_embedding(1, dims)
     rng = random.Random(hashlib.sha256(text.encode()).digest())
     vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
@@ -402,5 +488,14 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+def _include_usage(body: dict[str, Any]) -> bool:
+    opts = body.get("stream_options")
+    return isinstance(opts, dict) and bool(opts.get("include_usage"))
+
+
 def _digest(body: dict[str, Any]) -> str:
-    return hashlib.sha1(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:20]
+    try:
+        raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # deeper than orjson writes: any stable id will do
+        raw = repr(sorted(body)).encode()
+    return hashlib.sha1(raw).hexdigest()[:20]

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from gateway.wire.asgi import Scope, Send, send_json
-from simulators.model import _WORD, _generate
+from simulators.model import _WORD, _Budget, _generate
 
 if TYPE_CHECKING:
     from simulators.server import MockUpstream
@@ -548,7 +548,7 @@ class ResponsesSimulator:
             chunks = None
         else:
             source = head_text(user, limit + 1)
-        return _generate(source, {"max_tokens": limit}, None, chunks)
+        return _generate(source, limit, [], chunks, _Budget())
 
     def count(self, body: dict[str, Any]) -> int:
         """``POST /v1/responses/input_tokens``: what ``usage.input_tokens`` would say."""

@@ -1,16 +1,22 @@
 """The in-process transport behind ``mock://`` URLs: the simulated model and files API, no socket.
 
 Mounted on the upstream client by the composition root, so the production client never names it.
+A request the simulated model refuses (``MockError``: a bound, a field of the wrong type) is its
+400 in OpenAI's shape; an answer that is allowed but large is built in a worker thread, never on
+the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
 import orjson
 
 from gateway.wire.types import CHAT, UpstreamRequest
 from gateway.wire.upstream import UpstreamResponse
+from simulators.bounds import MockError, heavy
 from simulators.files import FilesSimulator
 from simulators.model import Simulator
 
@@ -69,8 +75,19 @@ class InProcessTransport:
                 req.method, "/v1" + path, query, req.headers.get("content-type", ""), raw
             )
             return _MockRawResponse(status, data, ctype)
-        body = orjson.loads(req.body or b"{}")
-        endpoint = req.url[len("mock://") :]
-        if req.stream:
-            return _MockResponse(None, self._mock.stream(endpoint if endpoint else CHAT, body))
+        raw = req.body or b"{}"
+        body = orjson.loads(raw)
+        endpoint = req.url[len("mock://") :] or CHAT
+        try:
+            if isinstance(body, dict) and heavy(endpoint, body, len(raw)):
+                return await asyncio.to_thread(self._answer, endpoint, body, req.stream)
+            return self._answer(endpoint, body, req.stream)
+        except MockError as e:
+            return _MockRawResponse(e.status, e.to_bytes(), "application/json")
+
+    def _answer(self, endpoint: str, body: Any, stream: bool) -> UpstreamResponse:
+        if not isinstance(body, dict):
+            raise MockError("The request body must be a JSON object.")
+        if stream:
+            return _MockResponse(None, self._mock.stream(endpoint, body))
         return _MockResponse(orjson.dumps(self._mock.respond(endpoint, body)), None)

@@ -13,11 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from gateway.accounting.usage.record import UsageRecord
+from gateway.accounting.usage.record import MAX_TOKENS, UsageRecord
 from gateway.apis.base import OPENAI_ERRORS, ErrorShape
 from gateway.errors import GatewayError
 from gateway.governance.cost import Pricing, cost_of
-from gateway.wire.asgi import JSON_CT, ClientGone, Receive, Scope, Send, clean_request_id
+from gateway.wire.asgi import JSON_CT, TIMED_OUT, ClientGone, Receive, Scope, Send, clean_request_id, read_body
 
 if TYPE_CHECKING:
     from gateway.pipeline.auth import Principal
@@ -29,6 +29,10 @@ log = logging.getLogger("switchyard")
 # Whether a route needs a key: REQUIRED answers 401 without one; OPTIONAL records the request
 # under the key when one is valid (unknown routes) and goes on without one; NONE never looks.
 REQUIRED, OPTIONAL, NONE = 2, 1, 0
+# Who reads the request body: the handler as it goes (uploads stream), or the frame before the
+# request takes a concurrency slot, into ``ctx.body`` (JSON routes) or replayed to the handler
+# (Starlette routes): a slow body then holds a connection, never a slot.
+HANDLER_READS, BODY, REPLAY = 0, 1, 2
 
 CTX = "switchyard.ctx"  # the scope key under which Starlette routes find their RequestContext
 
@@ -41,10 +45,12 @@ class RequestContext:
         "anthropic_beta",
         "anthropic_version",
         "authorization",
+        "body",
         "cache_read",
         "cache_write",
         "committed",
         "completion_tokens",
+        "content_type",
         "cost",
         "declared",
         "done",
@@ -73,13 +79,15 @@ class RequestContext:
         self.t0 = time.perf_counter()
         self.state = state
         self.scope = scope
-        auth = xkey = rid = version = beta = None
+        auth = xkey = rid = version = beta = ctype = None
         declared: int | None = None
         for k, v in scope["headers"]:
             if k == b"authorization":
                 auth = v
             elif k == b"x-api-key":
                 xkey = v
+            elif k == b"content-type":
+                ctype = v
             elif k == b"x-request-id":
                 rid = v
             elif k == b"content-length":
@@ -96,6 +104,8 @@ class RequestContext:
         self.anthropic_version: bytes | None = version  # forwarded to a native Anthropic upstream
         self.anthropic_beta: bytes | None = beta
         self.declared = declared  # the body's declared length, to refuse an oversized one unread
+        self.content_type: bytes | None = ctype
+        self.body = b""  # read by the frame for JSON routes
         self.request_id = clean_request_id(rid)
         self.route: str = scope["path"]  # the usage record's ``endpoint``: the route path
         self.principal: Principal | None = None
@@ -146,7 +156,17 @@ class RequestContext:
             self.pricing, self.prompt_tokens, self.completion_tokens, self.cache_read, self.cache_write
         )
 
-    def record(self) -> UsageRecord:
+    def clamp_tokens(self) -> None:
+        """Upstream counts into 0..MAX_TOKENS before they reach limits and usage: a negative count
+        would refund a budget, a huge one break Redis' 64-bit counters."""
+        if not 0 <= self.prompt_tokens <= MAX_TOKENS:
+            self.prompt_tokens = min(max(self.prompt_tokens, 0), MAX_TOKENS)
+        if not 0 <= self.completion_tokens <= MAX_TOKENS:
+            self.completion_tokens = min(max(self.completion_tokens, 0), MAX_TOKENS)
+
+    def record(self, routed: bool = True) -> UsageRecord:
+        """The usage record; ``routed`` False for a model name that never reached a provider (it is
+        then counted under a placeholder in the usage hashes, as in the metrics)."""
         p = self.principal
         return UsageRecord(
             id=self.request_id,
@@ -166,6 +186,7 @@ class RequestContext:
             priced=self.priced,
             cache_read_tokens=self.cache_read,
             cache_write_tokens=self.cache_write,
+            routed=routed or not self.model,
         )
 
 
@@ -187,21 +208,13 @@ class Frame:
         handler: Handler,
         auth: int = REQUIRED,
         errors: ErrorShape = OPENAI_ERRORS,
+        body: int = HANDLER_READS,
     ) -> None:
         state: State = self.app.state
         ctx = RequestContext(state, scope)
-        self.in_flight += 1
         state.accountant.begin()
+        slot = False
         try:
-            if self.in_flight > state.config.server.max_concurrent_requests:
-                # Shed load rather than queue without bound; clients retry after a second.
-                raise GatewayError(
-                    503,
-                    "The gateway is at capacity; retry shortly.",
-                    code="overloaded",
-                    headers={"retry-after": "1"},
-                    reason="overloaded",
-                )
             if auth == REQUIRED:
                 # A known key never waits; an unknown one may be a runtime key made a moment ago.
                 keys = state.keys
@@ -216,30 +229,96 @@ class Frame:
                     )
                 except GatewayError:
                     ctx.principal = None
+            if body != HANDLER_READS:
+                if body == BODY and ctx.content_type is not None and ctx.content_type != b"application/json":
+                    check_json_type(ctx.content_type)
+                ctx.body = await read_body(receive, state.max_body, ctx.declared)
+                if body == REPLAY:
+                    receive = _replay(ctx.body, receive)
+            self.in_flight += 1
+            slot = True
+            if self.in_flight > state.config.server.max_concurrent_requests:
+                # Shed load rather than queue without bound; clients retry after a second.
+                raise GatewayError(
+                    503,
+                    "The gateway is at capacity; retry shortly.",
+                    code="overloaded",
+                    headers={"retry-after": "1"},
+                    reason="overloaded",
+                )
             await handler(ctx, receive, send)
         except GatewayError as e:
             ctx.status = e.status
             await _answer_error(send, ctx, e, errors)
         except ClientGone:
-            ctx.status = 499
+            # The protocol answered 408 itself when the body stopped arriving (wire/http.py).
+            ctx.status = 408 if scope.get(TIMED_OUT) else 499
         except Exception as e:  # a bug must still answer in the API's shape, and log no traceback
-            ctx.status = 500
-            log.error("unexpected %s on %s (request %s): %.200s", type(e).__name__, ctx.route, ctx.request_id, e)
-            await _answer_error(
-                send,
-                ctx,
-                GatewayError(500, "The gateway failed to handle this request.", code="internal_error"),
-                errors,
-            )
+            err = unexpected(e)
+            ctx.status = err.status
+            if err.status == 500:
+                log.error("unexpected %s on %s (request %s): %.200s", type(e).__name__, ctx.route, ctx.request_id, e)
+            await _answer_error(send, ctx, err, errors)
         finally:
-            self.in_flight -= 1
+            if slot:
+                self.in_flight -= 1
             if ctx.estimated and not ctx.prompt_tokens:
                 ctx.prompt_tokens = ctx.prompt_estimate
+            ctx.clamp_tokens()
             ctx.settle_cost()
             if ctx.admission is not None:
                 state.limiter.settle(ctx.admission, ctx.prompt_tokens + ctx.completion_tokens, ctx.cost)
             p = ctx.principal
-            state.accountant.finish(p.name if p else None, ctx.record(), state.router.routes.get(ctx.model) is not None)
+            configured = state.router.routes.get(ctx.model) is not None
+            state.accountant.finish(p.name if p else None, ctx.record(configured or bool(ctx.provider)), configured)
+
+
+def unexpected(e: Exception) -> GatewayError:
+    """The answer for an exception no step turned into a GatewayError: a 500, except for a body
+    orjson parsed but cannot write back (nested deeper than its 254 levels, an integer beyond 64
+    bits), which is the request's fault: checking every body's depth up front would cost every
+    request a walk of its JSON, while serialising it fails for free. (orjson raises a plain
+    TypeError for these: only its own messages are taken for them.)"""
+    if type(e) is TypeError and str(e) in _UNWRITABLE:
+        return GatewayError(
+            400,
+            f"The request body cannot be forwarded: {e}. Nest arrays and objects at most 254 levels deep "
+            "and keep integers within 64 bits.",
+            code="invalid_json",
+        )
+    return GatewayError(500, "The gateway failed to handle this request.", code="internal_error")
+
+
+_UNWRITABLE = frozenset({"Recursion limit reached", "Integer exceeds 64-bit range"})
+
+
+def check_json_type(ctype: bytes) -> None:
+    """A JSON route's ``content-type``, when given, must be JSON (``application/json``, with
+    parameters such as ``charset``, or a ``+json`` type): 400 in OpenAI's words otherwise."""
+    media = ctype.partition(b";")[0].strip().lower()
+    if media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json")):
+        return
+    shown = ctype.decode("latin-1")[:200]
+    raise GatewayError(
+        400,
+        f"Unsupported content type: '{shown}'. This API method only accepts 'application/json' requests, "
+        f"but you specified the header 'Content-Type: {shown}'. Please try again with a supported content type.",
+        code="unsupported_content_type",
+    )
+
+
+def _replay(raw: bytes, receive: Receive) -> Receive:
+    """A receive that gives the body the frame already read, then defers to the connection's."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _answer_error(send: Send, ctx: RequestContext, err: GatewayError, errors: ErrorShape) -> None:
@@ -253,7 +332,7 @@ async def _answer_error(send: Send, ctx: RequestContext, err: GatewayError, erro
             names.add(name)
             headers.append((name, str(v).encode()))
         headers.extend(h for h in ctx.headers if h[0] not in names)
-        if status == 413:
+        if status in (408, 413):
             headers.append((b"connection", b"close"))  # the rest of the body is not read
         ctx.committed = True
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -12,6 +12,7 @@ deployments, a fallback).
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,7 +22,9 @@ from gateway.pipeline.budgets import reservation
 from gateway.pipeline.overflow import PARAM as OVERFLOW_PARAM
 from gateway.pipeline.overflow import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
 from gateway.pipeline.relay import ChatOut, NativeOut, OpenStream, Out, TranslatedOut, peek, pump
-from gateway.wire.asgi import WATCH_AFTER, DisconnectWatch, Receive, Send, read_body, send_json
+from gateway.pipeline.validate import model_of
+from gateway.wire.asgi import WATCH_AFTER, DisconnectWatch, Receive, Send, send_json
+from gateway.wire.upstream import timed_out
 from providers.base import CallContext
 
 if TYPE_CHECKING:
@@ -58,7 +61,7 @@ class Exhausted(Exception):
 class Call:
     """One generation request on its way through the attempts: what every step needs."""
 
-    __slots__ = ("api", "body", "call", "ctx", "endpoint", "route", "send")
+    __slots__ = ("api", "body", "call", "ctx", "deadline", "endpoint", "route", "send")
 
     def __init__(self, ctx: RequestContext, send: Send, endpoint: Endpoint, body: dict[str, Any], route: Route) -> None:
         self.ctx = ctx
@@ -73,15 +76,19 @@ class Call:
             request_id=ctx.request_id,
         )
         self.api: Exchange | None = None  # a client API that is not the chat form
+        # The request's deadline for the upstream's first byte (loop time), set by its first attempt
+        # from that deployment's ``timeout``: retries and fallbacks get what is left of it.
+        self.deadline = 0.0
 
 
 async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: Endpoint) -> None:
     """The frame's handler for a generation route."""
     state = ctx.state
-    raw = await read_body(receive, state.max_body, ctx.declared)
+    raw = ctx.body  # read by the frame before the request took a concurrency slot
     body = parse_body(raw)
-    if isinstance(body.get("model"), str):
-        ctx.model = body["model"]  # recorded as asked even when validation refuses the request
+    model = model_of(body)
+    if model is not None:
+        ctx.model = model  # recorded as asked even when validation refuses the request
     ctx.stream = endpoint.streams and body.get("stream") is True
     endpoint.validate(body)
     model = ctx.model
@@ -140,6 +147,8 @@ async def _attempts(c: Call) -> None:
         deps = [d for d in deps if d.provider == pinned]  # a follow-up goes back to the upstream that keeps the state
     last: GatewayError | None = None
     for dep in deps:
+        if last is not None and asyncio.get_running_loop().time() >= c.deadline:
+            break  # the request's deadline has passed: no fallback gets to start
         if not balancer.acquire(dep):
             continue  # circuit open
         try:
@@ -192,7 +201,17 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         ctx.prompt_estimate = fitted.prompt_tokens
     attempt = 0
     corrected = False
+    loop = asyncio.get_running_loop()
+    per_try = min(cfg.attempt_timeout or cfg.timeout, cfg.timeout)
     while True:
+        now = loop.time()
+        first = not c.deadline  # the request's first attempt: its timeouts are the deadline's
+        if first:
+            c.deadline = now + cfg.timeout
+        left = c.deadline - now
+        if left <= 0:
+            raise Exhausted(timed_out(dep.provider))
+        wait = per_try if per_try <= left else left  # this attempt's wait for the first byte
         if native_api:
             assert c.api is not None
             ureq = adapter.native_request(c.endpoint.name, _native_body(c, dep, fitted_body), dep.target, ctx)
@@ -202,11 +221,21 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         ctx.provider = dep.provider
         ctx.pricing = dep.facts.pricing
         try:
-            if ctx.stream:
-                result: Any = await _open_stream(c, dep, ureq, native_api)
+            if ctx.stream and first and per_try == cfg.timeout:
+                # Headers, then each piece, within ``timeout`` (aiohttp's read timeout): no timer.
+                result: Any = await _open_stream(c, dep, ureq, native_api, wait)
+            elif ctx.stream:
+                # A retry or fallback (or a per-try timeout) bounds the wait for the first event
+                # exactly; then ``timeout`` between pieces. A timer only where it is needed.
+                try:
+                    async with asyncio.timeout_at(now + wait):
+                        result = await _open_stream(c, dep, ureq, native_api, wait)
+                except TimeoutError:
+                    raise timed_out(dep.provider) from None
             else:
-                result = await _call_json(c, dep, ureq, native_api)
+                result = await _call_json(c, dep, ureq, native_api, wait)
         except GatewayError as e:
+            dep.adapter.redact(e)  # errors a translator built from the upstream's words, too
             state.accountant.upstream_error(dep.provider, e.reason)  # once per failed attempt
             if e.status == 400 and (nums := parse_overflow(e.message, adapter)):
                 window, prompt, completion = nums
@@ -218,9 +247,12 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
                 raise overflow_error(form, window, prompt, completion or budget) from None
             if not _retryable(e):
                 raise
-            state.balancer.failure(dep)
+            if e.status >= 500:
+                # Only the upstream's own failures count toward its circuit: a 429 or another
+                # request-caused error must not let one key open a shared deployment for everyone.
+                state.balancer.failure(dep)
             delay = _backoff(attempt, cfg.retry_backoff, e.headers.get("retry-after"), state.balancer.rng.random())
-            if attempt >= cfg.retries or delay is None:
+            if attempt >= cfg.retries or delay is None or loop.time() + delay >= c.deadline:
                 raise Exhausted(e) from None
             attempt += 1
             await asyncio.sleep(delay)
@@ -229,10 +261,13 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         return result
 
 
-async def fetch(state: State, adapter: Adapter, provider: str, ureq: Any) -> bytes:
-    """One upstream request answered whole: its body, or its error raised."""
+async def fetch(state: State, adapter: Adapter, provider: str, ureq: Any, wait: float | None = None) -> bytes:
+    """One upstream request answered whole: its body, or its error raised. ``wait`` is what is left
+    of the request's deadline for the first byte (the provider's ``timeout`` when not given)."""
     cfg = adapter.cfg
-    resp = await state.upstream.send(ureq, provider, cfg.connect_timeout, cfg.timeout)
+    wait = cfg.timeout if wait is None else wait
+    connect = cfg.connect_timeout if cfg.connect_timeout <= wait else wait
+    resp = await state.upstream.send(ureq, provider, connect, wait, max_duration=cfg.max_duration)
     try:
         data = await resp.read()
     finally:
@@ -242,8 +277,8 @@ async def fetch(state: State, adapter: Adapter, provider: str, ureq: Any) -> byt
     return data
 
 
-async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> dict[str, Any] | bytes:
-    data = await fetch(c.ctx.state, dep.adapter, dep.provider, ureq)
+async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool, wait: float) -> dict[str, Any] | bytes:
+    data = await fetch(c.ctx.state, dep.adapter, dep.provider, ureq, wait)
     try:
         if native_api:
             assert c.api is not None
@@ -256,11 +291,12 @@ async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> d
     return result
 
 
-async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool) -> OpenStream:
+async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool, wait: float) -> OpenStream:
     """Send, check the status, and read up to the first event for the client (nothing sent yet)."""
     cfg = dep.adapter.cfg
     adapter = dep.adapter
-    resp = await c.ctx.state.upstream.send(ureq, dep.provider, cfg.connect_timeout, cfg.timeout)
+    connect = cfg.connect_timeout if cfg.connect_timeout <= wait else wait
+    resp = await c.ctx.state.upstream.send(ureq, dep.provider, connect, cfg.timeout, max_duration=cfg.max_duration)
     ok = False
     try:
         if resp.status >= 300:
@@ -268,7 +304,7 @@ async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool) ->
         out: Out
         if native_api:
             assert c.api is not None
-            out = NativeOut(c.api.native_relay(dep.provider))
+            out = NativeOut(c.api.native_relay(dep.provider), adapter)
         else:
             translator = adapter.stream_translator(c.endpoint.form, c.call)
             if c.api is not None:
@@ -323,15 +359,25 @@ def _retryable(e: GatewayError) -> bool:
     return e.status in _RETRYABLE or e.status >= 500
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """An upstream's ``Retry-After`` in seconds; None when absent or not a finite number >= 0
+    (``nan``, ``inf``, a date: the backoff decides then)."""
+    if not value:
+        return None
+    try:
+        ra = float(value)
+    except ValueError:
+        return None
+    return ra if math.isfinite(ra) and ra >= 0 else None
+
+
 def _backoff(attempt: int, base: float, retry_after: str | None, u: float) -> float | None:
     """Exponential backoff with jitter, or the upstream's Retry-After; None when that is too long."""
-    if retry_after:
-        try:
-            ra = float(retry_after)
-        except ValueError:
-            ra = None
-        if ra is not None:
-            return None if ra > _MAX_RETRY_AFTER else max(ra, 0.0)
+    ra = retry_after_seconds(retry_after)
+    if ra is not None:
+        return None if ra > _MAX_RETRY_AFTER else ra
+    if retry_after and retry_after.strip().lower() in ("inf", "+inf", "infinity"):
+        return None
     step = min(base * (2**attempt), 8.0)
     return step / 2 + u * step / 2
 
@@ -341,7 +387,10 @@ def http_error(adapter: Adapter, resp: Any, data: bytes) -> GatewayError:
     if resp.status < 400:
         return adapter.bad_response(f"HTTP {resp.status}")
     err = adapter.parse_error(resp.status, data)
-    ra = resp.headers.get("retry-after") if resp.headers is not None else None
-    if ra and (resp.status in (429, 503, 529) or err.status in (429, 503)):
-        err.headers = {**err.headers, "retry-after": ra}
+    ra = retry_after_seconds(resp.headers.get("retry-after") if resp.headers is not None else None)
+    if ra is not None and (resp.status in (429, 503, 529) or err.status in (429, 503)):
+        # Relayed as whole seconds, as clients expect; a value that is no number is not relayed.
+        err.headers = {**err.headers, "retry-after": str(math.ceil(ra))}
+    elif "retry-after" in err.headers and retry_after_seconds(err.headers["retry-after"]) is None:
+        err.headers = {k: v for k, v in err.headers.items() if k != "retry-after"}
     return err

@@ -91,22 +91,30 @@ class TranslatedOut(ChatOut):
 
 
 class NativeOut:
-    """Upstream bytes relayed by the client API's own relay (ids and model rewritten)."""
+    """Upstream bytes relayed by the client API's own relay (ids and model rewritten); an error
+    event the upstream sends is relayed without the provider's configured secrets."""
 
-    __slots__ = ("relay",)
+    __slots__ = ("adapter", "relay")
 
-    def __init__(self, relay: NativeRelay) -> None:
+    def __init__(self, relay: NativeRelay, adapter: Adapter) -> None:
         self.relay = relay
+        self.adapter = adapter
 
     @property
     def finished(self) -> bool:
         return self.relay.finished
 
     def feed(self, chunk: bytes) -> bytes:
-        return self.relay.feed(chunk)
+        return self._clean(self.relay.feed(chunk))
 
     def close(self) -> bytes:
-        return self.relay.close()
+        return self._clean(self.relay.close())
+
+    def _clean(self, data: bytes) -> bytes:
+        if b'"error"' in data and self.adapter.secrets:
+            for secret in self.adapter.secrets:
+                data = data.replace(secret.encode(), b"[redacted]")
+        return data
 
     def end(self) -> bytes:
         return b""  # the upstream's own terminal event has been relayed
@@ -203,6 +211,7 @@ async def pump(ctx: RequestContext, send: Any, dep: Deployment, st: OpenStream, 
         await send({"type": "http.response.body", "body": data, "more_body": False})
     except GatewayError as e:
         # Mid-stream failure: an error event and the end, never a clean end marker.
+        dep.adapter.redact(e)
         ctx.status = e.status if e.status >= 500 else 502
         ctx.state.accountant.upstream_error(dep.provider, e.reason)
         ctx.done = True

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.config import MAX_MODEL_NAME
 from gateway.errors import GatewayError
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+
+INT64_MAX = 2**63 - 1
 
 _TYPE_NAMES = {
     int: "an integer",
@@ -73,8 +76,11 @@ def integer(body: dict[str, Any], param: str, lo: int | None, hi: int | None) ->
     if v is None:
         return
     if isinstance(v, bool) or not isinstance(v, int):
-        if isinstance(v, float) and v.is_integer():
+        if isinstance(v, float) and v.is_integer() and -INT64_MAX <= v <= INT64_MAX:
             body[param] = v = int(v)  # JSON clients sometimes send 16.0
+        elif isinstance(v, float) and v.is_integer():
+            # 1e308 is an integer no upstream (nor JSON encoder) takes: a range error, not a crash.
+            raise _range_error(param, v, -INT64_MAX if lo is None else lo, INT64_MAX)
         else:
             raise type_error(param, "an integer", v)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -89,6 +95,22 @@ def _boolean(body: dict[str, Any], param: str) -> None:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def model_of(body: dict[str, Any]) -> str | None:
+    """The request's ``model`` when it is a string (None otherwise: the API's own check says why);
+    400 when it is longer than any model name, before it reaches a log, a metric or Redis."""
+    model = body.get("model")
+    if not isinstance(model, str):
+        return None
+    if len(model) > MAX_MODEL_NAME:
+        raise _invalid(
+            "model",
+            f"Invalid 'model': string too long. Expected a string with maximum length {MAX_MODEL_NAME}, "
+            f"but got a string with length {len(model)} instead.",
+            "string_above_max_length",
+        )
+    return model
 
 
 def _common(body: dict[str, Any]) -> None:

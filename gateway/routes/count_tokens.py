@@ -17,7 +17,8 @@ from gateway.errors import model_not_allowed
 from gateway.pipeline.frame import RequestContext
 from gateway.pipeline.generation import fetch, parse_body
 from gateway.pipeline.tokens import encoding, measure_chat, tokenizer_for
-from gateway.wire.asgi import Receive, Send, read_body, send_json
+from gateway.pipeline.validate import model_of
+from gateway.wire.asgi import Receive, Send, send_json
 
 if TYPE_CHECKING:
     from gateway.pipeline.routing import Deployment
@@ -28,10 +29,11 @@ _INLINE_CHARS = 32 * 1024  # larger prompts are counted in a worker thread
 
 async def count_tokens(ctx: RequestContext, receive: Receive, send: Send) -> None:
     state = ctx.state
-    raw = await read_body(receive, state.max_body, ctx.declared)
+    raw = ctx.body  # read by the frame
     body = parse_body(raw)
-    if isinstance(body.get("model"), str):
-        ctx.model = body["model"]
+    model = model_of(body)
+    if model is not None:
+        ctx.model = model
     # count_tokens takes messages.create's body without max_tokens: check the rest the same way.
     validate({**body, "max_tokens": body.get("max_tokens") or 1 << 30})
     route = state.router.resolve(ctx.model)

@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -57,8 +56,9 @@ from starlette.routing import Route
 from gateway.accounting.usage.redis_store import RedisStore
 from gateway.config import Limits, ProviderConfig
 from gateway.errors import GatewayError, invalid, model_not_allowed
-from gateway.pipeline.frame import CTX
-from gateway.pipeline.validate import integer, type_error
+from gateway.pipeline.frame import CTX, check_json_type
+from gateway.pipeline.generation import parse_body
+from gateway.pipeline.validate import integer, model_of, type_error
 from gateway.routes.objects import (
     BATCH,
     FILE,
@@ -465,7 +465,9 @@ class FilesAPI:
         req = UpstreamRequest(method, target.url(path, params), headers, dumps(body) if body is not None else None)
         cfg = target.cfg
         try:
-            resp = await call.state.upstream.send(req, target.name, cfg.connect_timeout, cfg.timeout)
+            resp = await call.state.upstream.send(
+                req, target.name, cfg.connect_timeout, cfg.timeout, max_duration=cfg.max_duration
+            )
             try:
                 data = await resp.read()
             finally:
@@ -549,7 +551,12 @@ class FilesAPI:
         cfg = target.cfg
         try:
             resp = await call.state.upstream.send(
-                req, target.name, cfg.connect_timeout, cfg.timeout, body=body.stream(head)
+                req,
+                target.name,
+                cfg.connect_timeout,
+                cfg.timeout,
+                body=body.stream(head),
+                max_duration=cfg.max_duration,
             )
             data = await resp.read()
         except GatewayError as e:
@@ -588,7 +595,9 @@ class FilesAPI:
         )
         cfg = target.cfg
         try:
-            resp = await call.state.upstream.send(req, target.name, cfg.connect_timeout, cfg.timeout)
+            resp = await call.state.upstream.send(
+                req, target.name, cfg.connect_timeout, cfg.timeout, max_duration=cfg.max_duration
+            )
         except GatewayError as e:
             call.state.accountant.upstream_error(target.name, e.reason)
             raise
@@ -603,6 +612,7 @@ class FilesAPI:
     # -- fine-tuning jobs --------------------------------------------------------------------------
     async def create_job(self, call: Call, request: Request) -> Response:
         body = await _json_body(call, request)
+        model_of(body)  # a model name longer than any is refused before it is recorded
         model = _required_str(body, "model")
         call.model = model
         training = _required_str(body, "training_file")
@@ -661,7 +671,7 @@ class FilesAPI:
         target, upstream_id, _ = await self._owned(call, JOB, request.path_params["id"])
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "api-version"]
         page = await self._send(call, target, "GET", object_path("/fine_tuning/jobs", upstream_id, sub), params)
-        for item in page.get("data") or ():
+        for item in _page_data(call, target, page):
             if isinstance(item, dict):
                 rewrite(item, target.name)
         return self._json(call, page)
@@ -720,7 +730,7 @@ class FilesAPI:
         limit = _positive_int(q.get("limit"), "limit")
         if call.who.admin:
             page = await self._send(call, target, "GET", path, _page_params(params, cursor, limit))
-            data = [i for i in page.get("data") or () if isinstance(i, dict) and isinstance(i.get("id"), str)]
+            data = [i for i in _page_data(call, target, page) if isinstance(i, dict) and isinstance(i.get("id"), str)]
             owners = await self.owners.owners([encode_id(kind, provider, i["id"]) for i in data])
         else:
             scan = None if kind is FILE else max(SCAN_PAGE, limit or 0)  # files: the upstream's default (10,000)
@@ -747,7 +757,7 @@ class FilesAPI:
         page: dict[str, Any] = {}
         for _ in range(MAX_SCAN_PAGES):
             page = await self._send(call, target, "GET", path, _page_params(params, cursor, scan))
-            items = [i for i in page.get("data") or () if isinstance(i, dict) and isinstance(i.get("id"), str)]
+            items = [i for i in _page_data(call, target, page) if isinstance(i, dict) and isinstance(i.get("id"), str)]
             owners = await self.owners.owners([encode_id(kind, target.name, i["id"]) for i in items])
             for n, (item, owner) in enumerate(zip(items, owners, strict=True)):
                 if owner == call.who.name:
@@ -842,14 +852,10 @@ def _declared_length(request: Request) -> int | None:
 
 
 async def _json_body(call: Call, request: Request) -> dict[str, Any]:
-    raw = await read_body(request.receive, call.state.max_body, _declared_length(request))
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise GatewayError(400, "We could not parse the JSON body of your request.", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
+    ctype = request.headers.get("content-type")
+    if ctype is not None:
+        check_json_type(ctype.encode("latin-1"))
+    return parse_body(await read_body(request.receive, call.state.max_body, _declared_length(request)))
 
 
 def _required_str(body: dict[str, Any], param: str) -> str:
@@ -888,6 +894,19 @@ def _positive_int(raw: str | None, param: str) -> int | None:
     if v < 1:
         raise invalid(f"Invalid '{param}': expected a positive integer, got '{raw}'.", param)
     return v
+
+
+def _page_data(call: Call, target: FilesTarget, page: dict[str, Any]) -> list[Any]:
+    """A list page's ``data``: a list (an absent one is empty); anything else is the upstream's
+    fault, 502, never relayed as an empty 200."""
+    data = page.get("data")
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        err = call.state.router.adapters[target.name].bad_response("a list whose 'data' is not an array")
+        call.state.accountant.upstream_error(target.name, err.reason)
+        raise err
+    return data
 
 
 def _page_params(params: list[tuple[str, str]], cursor: str | None, limit: int | None) -> list[tuple[str, str]]:

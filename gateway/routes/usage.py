@@ -15,6 +15,8 @@ from gateway.errors import GatewayError
 from gateway.pipeline.frame import CTX, RequestContext
 from gateway.routes.common import json_response
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
 
 class UsageRoutes:
     def __init__(self, store: UsageStore) -> None:
@@ -51,6 +53,9 @@ class UsageRoutes:
                 )
         date = q.get("date") or time.strftime("%Y-%m-%d", time.gmtime())
         try:
+            # Exactly YYYY-MM-DD: strptime alone takes 2026-1-2, which would be echoed as sent.
+            if not _DATE.fullmatch(date):
+                raise ValueError
             day = time.strftime("%Y%m%d", time.strptime(date, "%Y-%m-%d"))
         except ValueError:
             raise GatewayError(

@@ -16,6 +16,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON_CT = (b"content-type", b"application/json")
+TIMED_OUT = "switchyard.body_timeout"  # scope flag set by the protocol: the body stopped arriving (408)
 
 
 def new_request_id() -> str:

@@ -6,11 +6,17 @@ machine kind and its pool holds up under hundreds of concurrent slow requests (R
 
 Timeouts (docs/config.md "providers"): ``connect_timeout`` for the connection, then ``timeout`` as the
 longest wait for the response headers and between any two body chunks (aiohttp's
-``sock_read``). Failures become ``GatewayError``s with the documented status and code (docs/errors.md).
+``sock_read``), and ``max_duration`` for the whole answer, checked as each piece of the body
+arrives (no timer per request: an upstream that stops sending is caught by ``sock_read``, one
+that trickles by this check). Failures become ``GatewayError``s with the documented status and code (docs/errors.md).
+
+A whole answer read into memory is bounded by ``MAX_RESPONSE_BYTES`` as it arrives, decompressed
+(aiohttp inflates gzip and deflate in bounded pieces): a content-length is never trusted for it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Protocol
 
@@ -22,6 +28,8 @@ from gateway.wire.types import UpstreamRequest
 # A whole (non-streamed) upstream answer is held in memory to translate it: bound it, so a
 # broken or hostile upstream cannot exhaust the worker.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_DURATION = 3600.0  # providers.<name>.max_duration's default
+_TIMEOUTS_CACHED = 64
 
 
 def unreachable(provider: str, why: str) -> GatewayError:
@@ -32,6 +40,15 @@ def unreachable(provider: str, why: str) -> GatewayError:
 
 def timed_out(provider: str) -> GatewayError:
     return GatewayError(504, f"{provider}: upstream timed out", code="upstream_timeout", reason="timeout")
+
+
+def too_slow(provider: str) -> GatewayError:
+    return GatewayError(
+        504,
+        f"{provider}: the upstream's answer took longer than its max_duration",
+        code="upstream_timeout",
+        reason="max_duration",
+    )
 
 
 class UpstreamResponse:
@@ -51,19 +68,17 @@ class UpstreamResponse:
 
 
 class _HTTPResponse(UpstreamResponse):
-    __slots__ = ("_provider", "_resp", "headers", "status")
+    __slots__ = ("_provider", "_resp", "_until", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, provider: str) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, provider: str, until: float) -> None:
         self._resp = resp
         self._provider = provider
+        self._until = until  # time.monotonic() by which the whole answer must be in
         self.status = resp.status
         self.headers = resp.headers
 
     async def read(self) -> bytes:
         try:
-            length = self._resp.content_length
-            if length is not None and length <= MAX_RESPONSE_BYTES:
-                return await self._resp.read()
             return await self._read_bounded()
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise timed_out(self._provider) from None
@@ -73,10 +88,14 @@ class _HTTPResponse(UpstreamResponse):
             self._resp.release()
 
     async def _read_bounded(self) -> bytes:
-        """A body without (or with too large) a length: read no more than the bound."""
+        """The body as it arrives (decompressed), no more than the bound, within max_duration."""
         parts: list[bytes] = []
         size = 0
-        while data := await self._resp.content.readany():
+        content = self._resp.content
+        while data := await content.readany():
+            if time.monotonic() > self._until:
+                self._resp.close()
+                raise too_slow(self._provider)
             size += len(data)
             if size > MAX_RESPONSE_BYTES:
                 self._resp.close()
@@ -91,11 +110,14 @@ class _HTTPResponse(UpstreamResponse):
 
     async def chunks(self) -> AsyncIterator[bytes]:
         content = self._resp.content
+        until = self._until
         try:
             while True:
                 data = await content.readany()
                 if not data:
                     return
+                if time.monotonic() > until:
+                    raise too_slow(self._provider)
                 yield data
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise timed_out(self._provider) from None
@@ -144,7 +166,9 @@ class UpstreamClient:
     def _timeout(self, connect: float, read: float) -> aiohttp.ClientTimeout:
         t = self._timeouts.get((connect, read))
         if t is None:
-            t = self._timeouts[(connect, read)] = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
+            t = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
+            if len(self._timeouts) < _TIMEOUTS_CACHED:  # retries ask for what is left: not worth keeping
+                self._timeouts[(connect, read)] = t
         return t
 
     async def send(
@@ -154,6 +178,7 @@ class UpstreamClient:
         connect_timeout: float,
         read_timeout: float,
         body: AsyncIterable[bytes] | None = None,
+        max_duration: float = DEFAULT_MAX_DURATION,
     ) -> UpstreamResponse:
         """Send and wait for the response headers; raises GatewayError on failure.
 
@@ -165,6 +190,7 @@ class UpstreamClient:
         if self._transports and (scheme := req.url.partition("://")[0] + "://") in self._transports:
             return await self._transports[scheme].send(req, body)
         assert self._session is not None, "UpstreamClient.start() was not awaited"
+        until = time.monotonic() + max_duration
         try:
             resp = await self._session.request(
                 req.method,
@@ -189,4 +215,4 @@ class UpstreamClient:
             ) from e
         except aiohttp.ClientError as e:
             raise unreachable(provider, type(e).__name__) from None
-        return _HTTPResponse(resp, provider)
+        return _HTTPResponse(resp, provider, until)

@@ -60,7 +60,7 @@ def test_4xx_is_not_retried(fault, gateway_for):
 
 def test_429_retry_after_is_honoured_and_passed_on(fault, gateway_for):
     srv, app = fault
-    gw = gateway_for(gw_config(srv.url, retries=1))
+    gw = gateway_for(gw_config(srv.url, retries=1, timeout=5))  # a deadline the wait fits in
     before = app.attempts.get("retry-after", 0)
     t = time.monotonic()
     r = chat(gw, "faulty/retry-after")
@@ -74,7 +74,8 @@ def test_429_retry_after_is_honoured_and_passed_on(fault, gateway_for):
 @pytest.mark.parametrize("stream", [False, True])
 def test_fallback_to_next_rank(fault, gateway_for, stream):
     srv, _app = fault
-    cfg = gw_config(srv.url, retries=0)
+    # The hung deployment gets its per-try share of the request's deadline; the next rank the rest.
+    cfg = gw_config(srv.url, retries=0, timeout=5, attempt_timeout=0.5)
     cfg["models"].append(
         {
             "name": "resilient",

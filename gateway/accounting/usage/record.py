@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from gateway.governance.cost import micro_to_usd
 
+# A request's token counts are clamped into 0..MAX_TOKENS before they are recorded: far above any
+# real request, and low enough that Redis' 64-bit HINCRBY sums can never overflow.
+MAX_TOKENS = 2**32 - 1
+
 
 @dataclass(slots=True)
 class UsageRecord:
@@ -28,6 +32,9 @@ class UsageRecord:
     priced: bool = True  # False: tokens were used but no price is known for the model
     cache_read_tokens: int = 0  # prompt tokens read from the upstream's prompt cache (in prompt_tokens)
     cache_write_tokens: int = 0  # prompt tokens written to it (in prompt_tokens)
+    # False when ``model`` never routed (refused before reaching a provider): the usage hashes then
+    # count it under a placeholder, as the metrics do, so junk names cannot add fields without bound.
+    routed: bool = True
 
     def __post_init__(self) -> None:
         if not self.ts:

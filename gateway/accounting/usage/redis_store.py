@@ -31,11 +31,11 @@ from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
 from redis.retry import Retry
 
 from gateway.accounting.usage.record import UsageRecord
-from gateway.accounting.usage.store import HASH_FIELDS, parse_hash, record_increments
+from gateway.accounting.usage.store import HASH_FIELDS, BatchRejected, model_field, parse_hash, record_increments
 from gateway.config import UsageConfig
 from gateway.errors import GatewayError
 from gateway.governance.cost import format_usd
@@ -46,28 +46,56 @@ GUARD_TTL = 86_400  # seconds; only matters for guards a crash left behind
 SOCKET_TIMEOUT = 2.0  # a hung Redis must fail a round trip fast; the writer retries
 CONNECT_TIMEOUT = 1.0
 _MAX_STALE_GUARDS = 10_000  # guards waiting for deletion; beyond this their TTL does the job
+# Replies that say Redis cannot take writes right now, not that it refuses the batch: retried.
+TRANSIENT_REPLIES = (OutOfMemoryError, ReadOnlyError, TryAgainError)
+
+# Each script is all-or-nothing: a command that fails (a key of the wrong type, a counter that is
+# not an integer) undoes what the script did before it, guard included, and returns the error, so
+# a retry finds the unit unapplied rather than half-applied and skipped.
 
 # KEYS[1] usage hash, KEYS[2] guard; ARGV[1] guard TTL, then field/increment pairs.
 HASH_SCRIPT = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local fresh = {}
+for i = 2, #ARGV, 2 do
+  fresh[i] = redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0
+  local r = redis.pcall('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  if type(r) == 'table' and r.err then
+    for j = 2, i - 2, 2 do
+      if fresh[j] then
+        redis.call('HDEL', KEYS[1], ARGV[j])
+      else
+        local v = tonumber(ARGV[j + 1])
+        if v ~= 0 then redis.call('HINCRBY', KEYS[1], ARGV[j], 0 - v) end
+      end
+    end
+    redis.call('DEL', KEYS[2])
+    return r
+  end
+end
 return 1
 """
 
-# KEYS[1] log stream, KEYS[2] guard; ARGV[1] guard TTL, ARGV[2] MAXLEN, ARGV[3] fields per entry,
-# then the entries' field/value pairs back to back.
-# Records arrive as one JSON array (packing 13 arguments per record cost more CPU than the
-# rest of the request); field names once, as a second JSON array.
+# KEYS[1] log stream, KEYS[2] guard; ARGV[1] guard TTL, ARGV[2] MAXLEN, ARGV[3] the entries, ARGV[4]
+# their field names. Records arrive as one JSON array (packing 13 arguments per record cost more
+# CPU than the rest of the request); field names once, as a second JSON array.
 LOG_SCRIPT = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local names = cjson.decode(ARGV[4])
+local added = {}
 for _, rec in ipairs(cjson.decode(ARGV[3])) do
   local args = {}
   for i, name in ipairs(names) do
     args[#args + 1] = name
     args[#args + 1] = rec[i]
   end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(args))
+  local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(args))
+  if type(r) == 'table' and r.err then
+    if #added > 0 then redis.call('XDEL', KEYS[1], unpack(added)) end
+    redis.call('DEL', KEYS[2])
+    return r
+  end
+  added[#added + 1] = r
 end
 return 1
 """
@@ -129,17 +157,28 @@ def team_key(prefix: str, team: str, day: str) -> str:
 
 def hash_increments(records: Iterable[UsageRecord], prefix: str) -> dict[str, dict[str, int]]:
     """Per usage hash (the key's, and its team's), the summed increments of a batch (zeros kept so
-    the five fields always exist)."""
+    every field always exists)."""
+    return hash_units(records, prefix)[0]
+
+
+def hash_units(records: Iterable[UsageRecord], prefix: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Per usage hash, the summed increments of a batch and how many records they carry."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    counts: dict[str, int] = defaultdict(int)
     for r in records:
-        hashes = [out[usage_key(prefix, r.key, r.day)]]
+        hkey = usage_key(prefix, r.key, r.day)
+        counts[hkey] += 1
+        hashes = [out[hkey]]
         if r.team:
-            hashes.append(out[team_key(prefix, r.team, r.day)])
+            tkey = team_key(prefix, r.team, r.day)
+            counts[tkey] += 1
+            hashes.append(out[tkey])
+        model = model_field(r)
         for f, inc in zip(HASH_FIELDS, record_increments(r), strict=True):
             for h in hashes:
                 h[f] += inc
-                h[f"{r.model}|{f}"] += inc
-    return out
+                h[f"{model}|{f}"] += inc
+    return out, counts
 
 
 @functools.cache
@@ -241,12 +280,16 @@ class RedisStore:
         """Write one batch in one pipelined round trip (one per node on a cluster).
 
         Safe to call again with the same ``batch_id`` and records after any failure: units
-        already applied are skipped. Raises on the first failed unit.
+        already applied are skipped, and a unit that failed left nothing behind. Raises the first
+        connection-level failure as is (nothing is known about the rest); units Redis refused
+        raise ``BatchRejected`` with the number of records they leave unwritten.
         """
         r = await self.client()
         pipe = r.pipeline(transaction=False)
         guards = []
-        for hkey, incs in hash_increments(records, self.prefix).items():
+        incs_by_key, counts = hash_units(records, self.prefix)
+        carried = list(counts.values())  # records per unit, in pipeline order (the log: all)
+        for hkey, incs in incs_by_key.items():
             g = guard_key(self.prefix, hkey, batch_id)
             guards.append(g)
             args = [str(GUARD_TTL)]
@@ -260,9 +303,18 @@ class RedisStore:
         for s in stale:
             pipe.delete(s)  # one key per command: fine on a cluster
         results = await pipe.execute(raise_on_error=False)
-        for res in results[: len(guards)]:
-            if isinstance(res, Exception):
-                raise res
+        failed = [
+            (res, n)
+            for res, n in zip(results[: len(guards)], [*carried, len(records)], strict=True)
+            if isinstance(res, Exception)
+        ]
+        if failed:
+            for res, _ in failed:
+                if not isinstance(res, ResponseError) or isinstance(res, TRANSIENT_REPLIES):
+                    raise res
+            log_failed = isinstance(results[len(guards) - 1], Exception)
+            lost = len(records) if log_failed else sum(n for _, n in failed)
+            raise BatchRejected(failed[0][0], lost)
         # Confirmed: this batch will never be replayed, so its guards can go.
         del self._stale_guards[: len(stale)]
         self._stale_guards.extend(guards)

@@ -11,6 +11,12 @@ from gateway.governance.cost import micro_to_usd
 FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
 COST = "cost_micro_usd"  # an integer of millionths of a dollar, so HINCRBY stays exact
 HASH_FIELDS = (*FIELDS, COST)
+OTHER_MODEL = "other"  # the per-model fields of names that never routed (as the metrics' "other")
+
+
+def model_field(rec: UsageRecord) -> str:
+    """The model part of the record's per-model hash fields."""
+    return rec.model if rec.routed else OTHER_MODEL
 
 
 def record_increments(rec: UsageRecord) -> tuple[int, int, int, int, int, int]:
@@ -27,6 +33,16 @@ def record_increments(rec: UsageRecord) -> tuple[int, int, int, int, int, int]:
 
 def _counters(h: dict[str, int]) -> dict[str, Any]:
     return {**{f: h.get(f, 0) for f in FIELDS}, "cost_usd": micro_to_usd(h.get(COST, 0))}
+
+
+class BatchRejected(Exception):
+    """The store answered but refused part of a batch (what was refused left no trace); ``lost`` is
+    how many of its records are not fully written."""
+
+    def __init__(self, cause: BaseException, lost: int) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+        self.lost = lost
 
 
 def usage_body(key: str, date: str, totals: dict[str, int], models: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -78,10 +94,11 @@ class MemoryStore:
         hashes = [self.hashes[(rec.key, rec.day)]]
         if rec.team:
             hashes.append(self.teams[(rec.team, rec.day)])
+        model = model_field(rec)
         for f, inc in zip(HASH_FIELDS, record_increments(rec), strict=True):
             for h in hashes:
                 h[f] += inc
-                h[f"{rec.model}|{f}"] += inc
+                h[f"{model}|{f}"] += inc
         self.log.append(rec)
 
     async def write(self, records: list[UsageRecord]) -> None:

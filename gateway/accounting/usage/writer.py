@@ -5,9 +5,10 @@
 writes them in one pipelined round trip. While Redis is down or hung the current batch is
 retried, unchanged and under the same id (the store skips what it already applied), with a
 capped backoff; new records wait in the bounded buffer. Records beyond ``buffer_size`` are
-dropped, counted in ``switchyard_usage_dropped_records_total`` and logged at most every few
-seconds. On shutdown the buffer is flushed for a bounded time; what remains is counted as
-dropped and logged.
+dropped, counted in ``switchyard_usage_dropped_records_total`` and logged at most every
+``log_every`` seconds, with the true count: drops not yet logged are reported once the burst is
+over. On shutdown the buffer is flushed for a bounded time; what remains is counted as dropped
+and logged.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.accounting.usage.record import UsageRecord
+from gateway.accounting.usage.store import BatchRejected
 
 log = logging.getLogger("switchyard.usage")
 
@@ -104,6 +106,7 @@ class UsageWriter:
         self._failures = 0  # consecutive failed round trips, for the backoff
         self._reported = -1
         self._dropped_unlogged = 0
+        self._last_drop_why = ""
         self._last_drop_log = 0.0
         self._last_outage_log = 0.0
 
@@ -156,6 +159,7 @@ class UsageWriter:
             self._pending.clear()
             self._batch = None
             self._drop(left, "the usage store could not be reached before shutdown", force_log=True)
+        self._report_drops(force=True)
         self._report()
 
     # -- the background task ---------------------------------------------------------------
@@ -172,6 +176,7 @@ class UsageWriter:
             elif not self.buffered and time.monotonic() - self._last_contact > self.health_interval:
                 await self._check_health()
             self._report()
+            self._report_drops()
         await self._final_flush()
 
     async def _drain(self) -> bool:
@@ -194,7 +199,9 @@ class UsageWriter:
             self._transient_failure(e)
             return False
         except Exception as e:
-            # Redis answered but refused the batch (WRONGTYPE, CROSSSLOT...): retry, then give up on it.
+            # Redis answered but refused (part of) the batch (WRONGTYPE, CROSSSLOT...): retry, then
+            # give up on it. A refused unit left nothing behind and applied ones are skipped on the
+            # retry, so what is lost is exactly the records of the units still refused.
             self._contact(True)
             self._failures += 1
             batch.failures += 1
@@ -202,7 +209,8 @@ class UsageWriter:
                 log.warning("usage write rejected (attempt %d): %s", batch.failures, e)
                 return False
             self._batch = None
-            self._drop(len(batch.records), f"Redis rejected them {batch.failures} times: {e}", force_log=True)
+            lost = e.lost if isinstance(e, BatchRejected) else len(batch.records)
+            self._drop(lost, f"Redis rejected them {batch.failures} times: {e}", force_log=True)
             return True
         self._contact(True)
         self._failures = 0
@@ -259,17 +267,25 @@ class UsageWriter:
         self._dropped_unlogged += n
         if self.metrics is not None:
             self.metrics.usage_dropped(n)
+        self._last_drop_why = why
+        self._report_drops(force_log)
+        self._report()  # the buffer is full (or being given up): show it even while a write hangs
+
+    def _report_drops(self, force: bool = False) -> None:
+        """Log the drops not yet logged, at most every ``log_every`` seconds (or now, ``force``):
+        the writer's loop calls this too, so the end of a burst is reported with its true count."""
+        if not self._dropped_unlogged:
+            return
         now = time.monotonic()
-        if force_log or now - self._last_drop_log >= self.log_every:
+        if force or now - self._last_drop_log >= self.log_every:
             self._last_drop_log = now
             log.error(
                 "dropped %d usage records since the last report (latest: %s); %d dropped in total",
                 self._dropped_unlogged,
-                why,
+                self._last_drop_why,
                 self.dropped,
             )
             self._dropped_unlogged = 0
-        self._report()  # the buffer is full (or being given up): show it even while a write hangs
 
     def _report(self) -> None:
         n = self.buffered
