@@ -733,10 +733,10 @@ def test_dockerfile_parser_handles_continuations_and_comments() -> None:
 def test_build_context_is_the_package_and_nothing_else() -> None:
     files = build_context()
     assert "pyproject.toml" in files
-    assert {"gateway/__init__.py", "gateway/cli.py", "providers/__init__.py"} <= set(files)
+    assert {"gateway/__init__.py", "gateway/cli.py", "providers/__init__.py", "simulators/transport.py"} <= set(files)
     assert any(f.startswith("gateway/data/") for f in files), "the tokenizer data must reach the wheel"
     tops = {f.split("/")[0] for f in files}
-    assert tops <= {"pyproject.toml", "README.md", "LICENSE", "gateway", "providers"}, tops
+    assert tops <= {"pyproject.toml", "README.md", "LICENSE", "gateway", "providers", "simulators"}, tops
     assert not [f for f in files if "__pycache__" in f or f.endswith((".pyc", ".env"))]
 
 
