@@ -191,6 +191,19 @@ def test_unknown_route_and_method(gw):
     assert r.status_code == 405 and err(r)
 
 
+def test_an_unknown_route_with_a_valid_key_is_recorded_under_a_bounded_label(gw):
+    before = httpx.get(gw.url + "/v1/usage", headers=H).json()["requests"]
+    for i in range(3):
+        assert httpx.get(gw.url + f"/v1/nope-{i}" + "x" * 300, headers=H).status_code == 404
+    assert httpx.get(gw.url + "/v1/nope", headers={"authorization": "Bearer wrong"}).status_code == 404
+    # The three with the valid key (and the usage read before them) count as the key's requests.
+    assert httpx.get(gw.url + "/v1/usage", headers=H).json()["requests"] == before + 4
+    text = httpx.get(gw.url + "/metrics").text
+    lines = [ln for ln in text.splitlines() if ln.startswith("switchyard_requests_total{") and 'status="404"' in ln]
+    assert lines and all("nope" not in ln for ln in lines)  # paths never become label values
+    assert any('endpoint="other"' in ln for ln in lines)
+
+
 def test_upstream_4xx_keeps_status_and_message(gw):
     r = post(gw, "/v1/chat/completions", chat("faulty/status-422"))
     assert r.status_code == 422
