@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.errors import GatewayError
-from gateway.wire.sse import SSEParser
+from gateway.wire.sse import DONE, SSEParser
 from gateway.wire.types import SSEEvent
-
-DONE = b"data: [DONE]\n\n"
 
 
 class ErrorShape(Protocol):
@@ -123,7 +121,7 @@ class Exchange(Protocol):
     def chat_body(self, provider: str) -> dict[str, Any]: ...  # 400 when it cannot be translated
     def answer(self, chat: dict[str, Any], provider: str) -> bytes: ...
     def encoder(self, provider: str, prompt_tokens: int) -> StreamEncoder: ...
-    def native_body(self, provider: str, upstream_model: str) -> bytes: ...
+    def native_body(self, provider: str, upstream_model: str) -> dict[str, Any]: ...  # a copy, model rewritten
     def native_answer(self, data: bytes, provider: str) -> bytes: ...
     def native_relay(self, provider: str) -> NativeRelay: ...
     async def keep(self) -> None: ...  # store what a later request may name, before the answer ends

@@ -85,10 +85,10 @@ class MessagesExchange:
     def encoder(self, provider: str, prompt_tokens: int) -> _Encoder:
         return _Encoder(MessagesStream(self.ctx.model, prompt_tokens, stop_sequences=self.body.get("stop_sequences")))
 
-    def native_body(self, provider: str, upstream_model: str) -> bytes:
+    def native_body(self, provider: str, upstream_model: str) -> dict[str, Any]:
         body = dict(self.body)
         body["model"] = upstream_model
-        return orjson.dumps(body)
+        return body
 
     def native_answer(self, data: bytes, provider: str) -> bytes:
         obj = orjson.loads(data)

@@ -141,7 +141,7 @@ class ResponsesExchange:
         }
 
     # -- native --------------------------------------------------------------------------------
-    def native_body(self, provider: str, upstream_model: str) -> bytes:
+    def native_body(self, provider: str, upstream_model: str) -> dict[str, Any]:
         body = dict(self.body)
         body["model"] = upstream_model
         if body.get("previous_response_id"):
@@ -154,7 +154,7 @@ class ResponsesExchange:
                     code="unsupported_parameter",
                 )
             body["previous_response_id"] = self.prev[1]
-        return orjson.dumps(body)
+        return body
 
     def native_answer(self, data: bytes, provider: str) -> bytes:
         obj = orjson.loads(data)

@@ -17,7 +17,7 @@ from gateway.accounting.usage.record import MAX_TOKENS, UsageRecord
 from gateway.apis.base import OPENAI_ERRORS, ErrorShape
 from gateway.errors import GatewayError
 from gateway.governance.cost import Pricing, cost_of
-from gateway.wire.asgi import JSON_CT, TIMED_OUT, ClientGone, Receive, Scope, Send, clean_request_id, read_body
+from gateway.wire.asgi import TIMED_OUT, ClientGone, Receive, Scope, Send, clean_request_id, read_body, send_json
 
 if TYPE_CHECKING:
     from gateway.pipeline.auth import Principal
@@ -325,18 +325,13 @@ async def _answer_error(send: Send, ctx: RequestContext, err: GatewayError, erro
     if not ctx.committed:
         status, body = errors.answer(err)
         ctx.status = status
-        headers = [JSON_CT, (b"content-length", str(len(body)).encode()), (b"x-request-id", ctx.request_id.encode())]
-        names = set()
-        for k, v in err.headers.items():
-            name = k.lower().encode()
-            names.add(name)
-            headers.append((name, str(v).encode()))
-        headers.extend(h for h in ctx.headers if h[0] not in names)
+        extra = [(k.lower().encode(), str(v).encode()) for k, v in err.headers.items()]
+        names = {k for k, _ in extra}
+        extra.extend(h for h in ctx.headers if h[0] not in names)
         if status in (408, 413):
-            headers.append((b"connection", b"close"))  # the rest of the body is not read
+            extra.append((b"connection", b"close"))  # the rest of the body is not read
         ctx.committed = True
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send_json(send, status, body, ctx.request_id, extra)
     elif not ctx.done:
         ctx.done = True
         await send({"type": "http.response.body", "body": errors.event(err), "more_body": False})

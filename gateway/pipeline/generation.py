@@ -339,10 +339,8 @@ def _native_body(c: Call, dep: Deployment, fitted: dict[str, Any]) -> bytes:
     budget = budget_of(fitted) if fitted else None
     param = c.endpoint.overflow_param
     if budget is not None and c.body.get(param) != budget:
-        obj = orjson.loads(body)
-        obj[param] = budget
-        body = orjson.dumps(obj)
-    return body
+        body[param] = budget
+    return orjson.dumps(body)
 
 
 def _answer(c: Call, dep: Deployment, chat: dict[str, Any]) -> bytes:

@@ -32,11 +32,6 @@ def clean_request_id(raw: bytes | None) -> str:
     return new_request_id()
 
 
-def request_id_of(request: Any) -> str:
-    """``clean_request_id`` for a Starlette request (the routes off the hot path)."""
-    return clean_request_id(request.headers.get("x-request-id", "").encode("latin-1"))
-
-
 async def send_json(
     send: Send, status: int, body: bytes, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
@@ -45,18 +40,6 @@ async def send_json(
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def send_error(
-    send: Send, err: GatewayError, request_id: str, close: bool = False, more: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    extra = [(k.lower().encode(), str(v).encode()) for k, v in err.headers.items()]
-    if more:
-        names = {k for k, _ in extra}
-        extra.extend(h for h in more if h[0] not in names)
-    if close:
-        extra.append((b"connection", b"close"))
-    await send_json(send, err.status, err.to_bytes(), request_id, extra)
 
 
 def dumps(obj: Any) -> bytes:
