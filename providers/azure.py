@@ -65,6 +65,7 @@ class AzureStream(OpenAIStream):
     """
 
     __slots__ = ("chunk_id", "completions", "created")
+    feed_chunk = None  # annotation chunks need a look at each event
 
     def __init__(self, ctx: CallContext, completions: bool) -> None:
         super().__init__(ctx)

@@ -129,6 +129,10 @@ class StreamTranslator:
     finished: bool = False
     # Content-bearing chunks seen: the fallback estimate of completion tokens.
     content_chunks: int = 0
+    # Optional whole-read fast path: ``feed_chunk(upstream bytes)`` gives the framed bytes to relay,
+    # or None when the read must go event by event (only a dialect whose own framing is the
+    # client's, i.e. OpenAI's, can offer it).
+    feed_chunk: Callable[[bytes], bytes | None] | None = None
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         raise NotImplementedError

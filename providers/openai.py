@@ -30,6 +30,7 @@ _USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
 _USAGE_NULL_RE = re.compile(rb',\s*"usage"\s*:\s*null')
 _CONTENT_RE = re.compile(rb'"(?:content|text|arguments)"\s*:\s*"(?:[^"\\]|\\.)+"')
+_DONE_EVENT = b"data: [DONE]\n\n"
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
 # The context-overflow 400 as OpenAI, Azure OpenAI and vLLM word it -> (window, prompt, completion)
@@ -90,6 +91,65 @@ class OpenAIStream(StreamTranslator):
         if (b'"content"' in data or b'"text"' in data or b'"arguments"' in data) and _CONTENT_RE.search(data):
             self.content_chunks += 1
         return [self._rewrite_model(data)]
+
+    def feed_chunk(self, chunk: bytes) -> bytes | None:  # type: ignore[override]
+        """A read of whole, compact, one-line ``data:`` events is relayed as one buffer: the model
+        renamed by one replace and usage found by search, none of it parsed (the usage event and
+        what follows it go event by event). Any other read (a split event, other lines, an error,
+        spaced JSON) returns None, for the event-by-event path."""
+        if chunk[:7] != b"data: {" or chunk[-2:] != b"\n\n" or b"\r" in chunk:
+            return None
+        # Every newline belongs to an event's "\n\n" followed by the next "data: ": one line each.
+        if chunk.count(b"\n") != 2 * chunk.count(b"\n\ndata: ") + 2 or b'"error"' in chunk:
+            return None
+        done = chunk.endswith(_DONE_EVENT)
+        if done:
+            chunk = chunk[: -len(_DONE_EVENT)]
+        if b"[DONE]" in chunk:
+            return None
+        tail = b""
+        u = chunk.find(b'"usage":{')
+        if u >= 0:
+            cut = chunk.rfind(b"\n\n", 0, u)
+            cut = cut + 2 if cut >= 0 else 0  # the usage event starts after the previous one's end
+            chunk, tail = chunk[:cut], chunk[cut:]
+        head = self._relay_head(chunk) if chunk else b""
+        if head is None:
+            return None
+        if tail:
+            head += b"".join(
+                [b"data: " + p + b"\n\n" for ev in tail[:-2].split(b"\n\n") for p in self.feed(SSEEvent(None, ev[6:]))]
+            )
+        if done:
+            self.finished = True
+        return head
+
+    def _relay_head(self, chunk: bytes) -> bytes | None:
+        """Events without usage or errors: renamed and counted by search, or None to go one by one."""
+        usages = chunk.count(b'"usage"')
+        if usages:
+            if chunk.count(b',"usage":null') != usages:
+                return None  # spaced forms: the per-event regexes handle them
+            if not self.ctx.include_usage:
+                # We asked for usage on the client's behalf; OpenAI sends no usage field then.
+                chunk = chunk.replace(b',"usage":null', b"")
+        if chunk.count(b'"model"') != (models := chunk.count(b'"model":"')):
+            return None
+        if models:
+            i = chunk.find(b'"model":"')
+            j = chunk.find(b'"', i + 9)
+            old = chunk[i : j + 1]
+            if old[-2:-1] == b"\\" or chunk.count(old) != models:
+                return None  # an escaped quote, or models that differ between events
+            if old != self.model_bytes:
+                chunk = chunk.replace(old, self.model_bytes)
+        self.content_chunks += (
+            chunk.count(b'"content":"')
+            - chunk.count(b'"content":""')
+            + chunk.count(b'"arguments":"')
+            + chunk.count(b'"text":"')
+        )
+        return chunk
 
     def _rewrite_model(self, data: bytes) -> bytes:
         # The common compact form by slicing; anything else (spaces, escapes) by the regex.

@@ -80,20 +80,44 @@ class NativeRelay(Protocol):
 
 
 class EventRelay:
-    """Base of the native relays: parses the upstream's events, lets ``event`` rewrite the few that
-    need it, and frames each one back as it came (``event:`` name and ``data:``)."""
+    """Base of the native relays: the events a relay must see (those named in ``marked``, and any
+    without an ``event:`` line first) are parsed, handed to ``event`` and framed back as they came
+    (``event:`` name and ``data:``); the others are relayed as the upstream's bytes, unparsed. A read
+    that does not start and end at event boundaries goes event by event."""
 
     __slots__ = ("finished", "parser")
+    marked: frozenset[bytes] | None = None  # None: every event is parsed
 
     def __init__(self) -> None:
         self.parser = SSEParser()
         self.finished = False
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._frame(self.parser.feed(chunk))
+        marked = self.marked
+        if marked is None or not self.parser.idle or chunk[-2:] != b"\n\n" or b"\r" in chunk:
+            return self._frame(self.parser.feed(chunk))
+        out: list[bytes] = []
+        pos = run = 0  # ``run``: where the events relayed as they came begin
+        size = len(chunk)
+        while pos < size:
+            end = chunk.find(b"\n\n", pos) + 2
+            if chunk.startswith(b"event: ", pos) and chunk[pos + 7 : chunk.find(b"\n", pos)] not in marked:
+                pos = end
+                continue
+            if pos > run:
+                out.append(self.passed(chunk[run:pos]))
+            out.append(self._frame(self.parser.feed(chunk[pos:end])))
+            pos = run = end
+        if run < size:
+            out.append(self.passed(chunk[run:]))
+        return b"".join(out)
 
     def close(self) -> bytes:
         return self._frame(self.parser.close())
+
+    def passed(self, raw: bytes) -> bytes:
+        """Whole events relayed unparsed (none of them ``marked``)."""
+        return raw
 
     def _frame(self, events: list[SSEEvent]) -> bytes:
         out: list[bytes] = []

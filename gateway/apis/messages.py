@@ -126,6 +126,8 @@ class _Relay(EventRelay):
     model name; usage from ``message_start`` and ``message_delta``; ``message_stop`` ends it."""
 
     __slots__ = ("ctx",)
+    # Only these need a look: the deltas of content blocks go through as the upstream's bytes.
+    marked = frozenset((b"message_start", b"message_delta", b"message_stop", b"error"))
 
     def __init__(self, ctx: RequestContext) -> None:
         super().__init__()

@@ -220,6 +220,8 @@ class _Relay(EventRelay):
     in the few events that carry the whole response, usage taken from the terminal one."""
 
     __slots__ = ("count", "ex", "last", "provider")
+    # Only these need a look: deltas and items go through as the upstream's bytes.
+    marked = frozenset(name.encode() for name in _RESPONSE_EVENTS | _TERMINAL)
 
     def __init__(self, ex: ResponsesExchange, provider: str) -> None:
         super().__init__()
@@ -242,6 +244,10 @@ class _Relay(EventRelay):
             if name in _TERMINAL:
                 _usage_into(self.ex.ctx, resp.get("usage"))
         return orjson.dumps(obj)
+
+    def passed(self, raw: bytes) -> bytes:
+        self.count += raw.count(b"\n\n")
+        return raw
 
     def fail(self, err: GatewayError) -> bytes:
         """``response.failed`` after the upstream broke off: the stream still ends with a terminal event."""

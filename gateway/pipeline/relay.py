@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 class ChatOut:
     """Upstream SSE -> the adapter's chat chunks -> ``data:`` frames (chat, completions)."""
 
-    __slots__ = ("adapter", "done", "parser", "translator")
+    __slots__ = ("adapter", "done", "fast", "parser", "translator")
 
     def __init__(self, adapter: Adapter, translator: StreamTranslator, done: bytes) -> None:
         self.adapter = adapter
         self.translator = translator
         self.parser = SSEParser()
         self.done = done
+        self.fast = translator.feed_chunk  # the dialect's whole-read path, if it has one
 
     @property
     def finished(self) -> bool:
@@ -45,6 +46,10 @@ class ChatOut:
         return out
 
     def feed(self, chunk: bytes) -> bytes:
+        if self.fast is not None and self.parser.idle:
+            data = self.fast(chunk)
+            if data is not None:
+                return data
         payloads = self._payloads(self.parser.feed(chunk))
         return frame(payloads) if payloads else b""
 

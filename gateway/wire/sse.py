@@ -34,6 +34,11 @@ class SSEParser:
         self._max = max_event_bytes
         self._pending_cr = False
 
+    @property
+    def idle(self) -> bool:
+        """Nothing held back: the next read starts at an event boundary."""
+        return not self._buf and not self._pending_cr
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         if b"\r" in chunk or self._pending_cr:
             if self._pending_cr:
