@@ -186,3 +186,28 @@ def test_prepare_multiprocess_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv(MULTIPROC_ENV, str(own))
     prepare_multiprocess_dir(4)()
     assert own.is_dir() and not list(own.glob("*.db"))  # the operator's directory, emptied of stale files
+
+
+def test_the_request_path_cells_count_what_the_wrappers_would() -> None:
+    """The request path increments prometheus-client's value cells directly: every bucket, sum and
+    count must be what ``Histogram.observe`` gives for the same observations (bounds included)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from gateway.accounting.metrics import LATENCY_BUCKETS
+
+    latencies = [0.0, 0.01, 0.0100001, 0.5, 1.0, 119.9, 120.0, 500.0, 3.3]
+    m = metrics()
+    ref = CollectorRegistry()
+    dur = Histogram("d", "d", buckets=LATENCY_BUCKETS, registry=ref)
+    for s in latencies:
+        m.observe("team-a", rec(latency_ms=s * 1000), True)
+        dur.observe(s)
+    labels = {"vendor": "mock", "model": "mock/echo", "endpoint": "/v1/chat/completions", "stream": "false"}
+    name = "switchyard_request_duration_seconds"
+    for le in [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]:
+        got = m.registry.get_sample_value(name + "_bucket", {**labels, "le": le})
+        assert got == ref.get_sample_value("d_bucket", {"le": le}), le
+    for suffix in ("_count", "_sum"):
+        assert m.registry.get_sample_value(name + suffix, labels) == ref.get_sample_value("d" + suffix)
+    assert value(m, "switchyard_requests_total", key="team-a", vendor="mock", model="mock/echo",
+                 endpoint="/v1/chat/completions", status="200") == len(latencies)  # fmt: skip
