@@ -300,11 +300,21 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
     return await _gateway_error(request, err)
 
 
+GC_YOUNG_THRESHOLD = 10_000
+
+
 def _freeze_startup_objects() -> None:
     """Move everything alive now (modules, config, clients) out of the collector's reach: full
-    collections then walk only what requests create, which measurably cuts CPU per request."""
+    collections then walk only what requests create, which measurably cuts CPU per request.
+
+    The young generation's threshold goes from 700 to 10,000 objects: 32 requests in flight hold
+    about 700 containers, so the default ran a collection every ~17 requests that found nothing
+    (12-30 us per request in the bench); reference counting frees nearly all of a request's objects.
+    """
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def configured_budgets(cfg: Config) -> list[tuple[str, str, float]]:
