@@ -308,9 +308,9 @@ def _freeze_startup_objects() -> None:
     collections then walk only what requests create, which measurably cuts CPU per request.
 
     The young generation's threshold goes from 700 to 10,000 objects: 32 requests in flight hold
-    about 700 containers, so the default ran a collection every ~17 requests that found nothing
-    (12-30 us per request in the bench) and freed 25 objects in 10,000 requests: reference counting
-    frees nearly all of what a request makes.
+    about 700 containers, so the default ran a collection every ~17 requests (12-30 us per request
+    in the bench) that freed 25 objects in 10,000 requests: reference counting frees nearly all of
+    what a request makes.
     """
     gc.collect()
     gc.freeze()
