@@ -44,6 +44,7 @@ from gateway.pipeline.frame import (
     REPLAY,
     REQUIRED,
     Frame,
+    Handling,
     RequestContext,
     unexpected,
 )
@@ -151,27 +152,40 @@ class Gateway:
                 Exception: _failed,
             },
         )
-        self._handlers = {ep: partial(generation.handle, endpoint=ep) for ep in ENDPOINTS}
+        # How each kind of route is served, made once: the request path only looks them up.
+        self._hot = {
+            ep: (
+                Handling(partial(generation.handle, endpoint=ep), REQUIRED, ep.errors, BODY),
+                Handling(_post_only, REQUIRED, ep.errors),
+            )
+            for ep in ENDPOINTS
+        }
+        self._count_tokens = (
+            Handling(count_tokens, REQUIRED, ANTHROPIC_ERRORS, BODY),
+            Handling(_post_only, REQUIRED, ANTHROPIC_ERRORS),
+        )
+        self._routed_by = {
+            (auth, reads): Handling(self._routed, auth, OPENAI_ERRORS, reads)
+            for auth in (REQUIRED, OPTIONAL)
+            for reads in (REPLAY, HANDLER_READS)
+        }
 
     # -- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             endpoint = HOT_ROUTES.get(scope["path"])
             if endpoint is not None:
-                if scope["method"] == "POST":
-                    handler = self._handlers[endpoint]
-                    return await self.frame.run(scope, receive, send, handler, REQUIRED, endpoint.errors, BODY)
-                return await self.frame.run(scope, receive, send, _post_only, REQUIRED, endpoint.errors)
+                post, other = self._hot[endpoint]
+                return await self.frame.run(scope, receive, send, post if scope["method"] == "POST" else other)
             if scope["path"] == COUNT_TOKENS:
-                if scope["method"] == "POST":
-                    return await self.frame.run(scope, receive, send, count_tokens, REQUIRED, ANTHROPIC_ERRORS, BODY)
-                return await self.frame.run(scope, receive, send, _post_only, REQUIRED, ANTHROPIC_ERRORS)
+                post, other = self._count_tokens
+                return await self.frame.run(scope, receive, send, post if scope["method"] == "POST" else other)
             if is_public(scope["path"]):
                 return await self.router(scope, receive, send)  # probes, scrapes, the console page: not recorded
             auth = self._auth_for(scope)
             # Bodies are read before the slot is taken, except uploads, which stream as they are served.
             reads = REPLAY if scope["method"] in _BODY_METHODS and scope["path"] != files.FILES else HANDLER_READS
-            return await self.frame.run(scope, receive, send, self._routed, auth, OPENAI_ERRORS, reads)
+            return await self.frame.run(scope, receive, send, self._routed_by[auth, reads])
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         return await self.router(scope, receive, send)

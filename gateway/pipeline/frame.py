@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.accounting.usage.record import MAX_TOKENS, UsageRecord
@@ -193,6 +194,17 @@ class RequestContext:
 Handler = Callable[[RequestContext, Receive, Send], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Handling:
+    """How the frame serves a kind of route, made once per route: its handler, whether it needs a
+    key, how its errors are spelled, and whether the frame or the handler reads the body."""
+
+    handler: Handler
+    auth: int = REQUIRED
+    errors: ErrorShape = OPENAI_ERRORS
+    body: int = HANDLER_READS
+
+
 class Frame:
     """One per app; reads the current State once per request (reload-safe)."""
 
@@ -200,16 +212,8 @@ class Frame:
         self.app = app  # holds ``.state``, swapped atomically on reload
         self.in_flight = 0  # this worker's requests in the frame (bounded by max_concurrent_requests)
 
-    async def run(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        handler: Handler,
-        auth: int = REQUIRED,
-        errors: ErrorShape = OPENAI_ERRORS,
-        body: int = HANDLER_READS,
-    ) -> None:
+    async def run(self, scope: Scope, receive: Receive, send: Send, how: Handling) -> None:
+        auth, body = how.auth, how.body
         state: State = self.app.state
         ctx = RequestContext(state, scope)
         state.accountant.begin()
@@ -246,10 +250,10 @@ class Frame:
                     headers={"retry-after": "1"},
                     reason="overloaded",
                 )
-            await handler(ctx, receive, send)
+            await how.handler(ctx, receive, send)
         except GatewayError as e:
             ctx.status = e.status
-            await _answer_error(send, ctx, e, errors)
+            await _answer_error(send, ctx, e, how.errors)
         except ClientGone:
             # The protocol answered 408 itself when the body stopped arriving (wire/http.py).
             ctx.status = 408 if scope.get(TIMED_OUT) else 499
@@ -258,7 +262,7 @@ class Frame:
             ctx.status = err.status
             if err.status == 500:
                 log.error("unexpected %s on %s (request %s): %.200s", type(e).__name__, ctx.route, ctx.request_id, e)
-            await _answer_error(send, ctx, err, errors)
+            await _answer_error(send, ctx, err, how.errors)
         finally:
             if slot:
                 self.in_flight -= 1
