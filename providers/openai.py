@@ -29,7 +29,6 @@ _MODEL_RE = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 _USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
 _USAGE_NULL_RE = re.compile(rb',\s*"usage"\s*:\s*null')
-_CONTENT_RE = re.compile(rb'"(?:content|text|arguments)"\s*:\s*"(?:[^"\\]|\\.)+"')
 _DONE_EVENT = b"data: [DONE]\n\n"
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
@@ -88,24 +87,26 @@ class OpenAIStream(StreamTranslator):
                     if stripped is not data and len(stripped) < len(data)
                     else _USAGE_NULL_RE.sub(b"", data, count=1)
                 )
-        if (b'"content"' in data or b'"text"' in data or b'"arguments"' in data) and _CONTENT_RE.search(data):
-            self.content_chunks += 1
+        self.content_chunks += 1
         return [self._rewrite_model(data)]
 
     def feed_chunk(self, chunk: bytes) -> bytes | None:  # type: ignore[override]
-        """A read of whole, compact, one-line ``data:`` events is relayed as one buffer: the model
-        renamed by one replace and usage found by search, none of it parsed (the usage event and
-        what follows it go event by event). Any other read (a split event, other lines, an error,
-        spaced JSON) returns None, for the event-by-event path."""
+        """A read of whole one-line ``data: {...}`` events is relayed as one buffer: the model renamed
+        by one replace, usage found by search, nothing parsed (the usage event and what follows it go
+        event by event). Any other read (a split event, other lines, an error, spaced JSON) returns
+        None, for the event-by-event path. Each search costs a pass over the read: they are few."""
         if chunk[:7] != b"data: {" or chunk[-2:] != b"\n\n" or b"\r" in chunk:
             return None
-        # Every newline belongs to an event's "\n\n" followed by the next "data: ": one line each.
-        if chunk.count(b"\n") != 2 * chunk.count(b"\n\ndata: ") + 2 or b'"error"' in chunk:
-            return None
-        done = chunk.endswith(_DONE_EVENT)
-        if done:
+        # Every newline belongs to an event's "\n\n" followed by the next "data: {": one line each.
+        events = chunk.count(b"\n\ndata: {") + 1
+        if chunk.count(b"\n") != 2 * events:
+            done = chunk.endswith(_DONE_EVENT)
+            if not done or chunk.count(b"\n") != 2 * events + 2:
+                return None
             chunk = chunk[: -len(_DONE_EVENT)]
-        if b"[DONE]" in chunk:
+        else:
+            done = False
+        if b'"error"' in chunk or b"[DONE]" in chunk:
             return None
         tail = b""
         u = chunk.find(b'"usage":{')
@@ -113,42 +114,40 @@ class OpenAIStream(StreamTranslator):
             cut = chunk.rfind(b"\n\n", 0, u)
             cut = cut + 2 if cut >= 0 else 0  # the usage event starts after the previous one's end
             chunk, tail = chunk[:cut], chunk[cut:]
-        head = self._relay_head(chunk) if chunk else b""
+            events = chunk.count(b"\n\n")
+        head = self._relay_head(chunk, events) if chunk else b""
         if head is None:
             return None
         if tail:
-            head += b"".join(
-                [b"data: " + p + b"\n\n" for ev in tail[:-2].split(b"\n\n") for p in self.feed(SSEEvent(None, ev[6:]))]
-            )
+            rest = [self.feed(SSEEvent(None, ev[6:])) for ev in tail[:-2].split(b"\n\n")]
+            head += b"".join([b"data: " + p + b"\n\n" for payloads in rest for p in payloads])
         if done:
             self.finished = True
         return head
 
-    def _relay_head(self, chunk: bytes) -> bytes | None:
-        """Events without usage or errors: renamed and counted by search, or None to go one by one."""
-        usages = chunk.count(b'"usage"')
-        if usages:
-            if chunk.count(b',"usage":null') != usages:
-                return None  # spaced forms: the per-event regexes handle them
-            if not self.ctx.include_usage:
-                # We asked for usage on the client's behalf; OpenAI sends no usage field then.
-                chunk = chunk.replace(b',"usage":null', b"")
-        if chunk.count(b'"model"') != (models := chunk.count(b'"model":"')):
-            return None
+    def _relay_head(self, chunk: bytes, events: int) -> bytes | None:
+        """Events without usage or errors: renamed by one replace, or None to go one by one."""
+        if not self.ctx.include_usage:
+            # We asked for usage on the client's behalf; OpenAI sends no usage field then.
+            chunk = chunk.replace(b',"usage":null', b"")
+            if b'"usage"' in chunk:
+                return None  # a spaced form: the per-event regex strips it
+        models = chunk.count(b'"model"')
         if models:
             i = chunk.find(b'"model":"')
             j = chunk.find(b'"', i + 9)
             old = chunk[i : j + 1]
-            if old[-2:-1] == b"\\" or chunk.count(old) != models:
-                return None  # an escaped quote, or models that differ between events
-            if old != self.model_bytes:
-                chunk = chunk.replace(old, self.model_bytes)
-        self.content_chunks += (
-            chunk.count(b'"content":"')
-            - chunk.count(b'"content":""')
-            + chunk.count(b'"arguments":"')
-            + chunk.count(b'"text":"')
-        )
+            if i < 0 or old[-2:-1] == b"\\":
+                return None  # a spaced form or an escaped quote: the per-event regex renames it
+            grow = len(self.model_bytes) - len(old)
+            if grow:
+                renamed = chunk.replace(old, self.model_bytes)
+                if len(renamed) - len(chunk) != models * grow:
+                    return None  # not every event names that model the same way
+                chunk = renamed
+            elif chunk.count(old) != models:
+                return None
+        self.content_chunks += events
         return chunk
 
     def _rewrite_model(self, data: bytes) -> bytes:

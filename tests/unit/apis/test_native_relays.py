@@ -8,6 +8,7 @@ and OpenAI's Responses streaming events (https://platform.openai.com/docs/api-re
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -98,7 +99,7 @@ def run(make: Any, data: bytes, cuts: list[int], fast: bool) -> tuple[bytes, Any
     relay, ctx = make(fast)
     got = b""
     edges = [0, *sorted({c % len(data) for c in cuts}), len(data)]
-    for a, b in zip(edges, edges[1:], strict=False):
+    for a, b in itertools.pairwise(edges):
         if b > a:
             got += relay.feed(data[a:b])
     return got + relay.close(), relay, ctx
