@@ -62,10 +62,9 @@ def fit(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind: str, nativ
         return None  # nothing to decide, so nothing to tokenize (and no tokenizer to load)
     name = _tokenizer(body, facts, kind)
     prompts = list(_measure(endpoint, body, encoding(name) if name else None))
-    low = max(p.low for p in prompts)
-    high = max(p.high for p in prompts)
+    longest = Bounds(max(p.low for p in prompts), max(p.high for p in prompts), False)
     budget = budget_of(body)
-    new = _decide(endpoint, window, low, high, budget, behaviour, facts.max_output_tokens)
+    new = _decide(endpoint, window, longest, budget, behaviour, facts.max_output_tokens)
     if budget is not None and new is not None and new < budget:
         cap_budget(body, new)
     return Fit(sum(p.high for p in prompts), all(p.exact for p in prompts), new)
@@ -92,12 +91,13 @@ def _tokenizer(body: dict[str, Any], facts: ModelFacts, kind: str) -> str | None
 
 
 def _decide(
-    endpoint: str, window: int, low: int, high: int, budget: int | None, behaviour: str, max_output: int | None
+    endpoint: str, window: int, prompt: Bounds, budget: int | None, behaviour: str, max_output: int | None
 ) -> int | None:
     """The budget to send (``budget`` itself when it fits), or raise the overflow error.
 
-    ``low == high`` for exact counts. A request always needs room for one completion token.
+    ``prompt.low == prompt.high`` for exact counts. A request always needs room for one completion token.
     """
+    low, high = prompt.low, prompt.high
     if budget is None:
         # Nothing to truncate; vLLM likewise refuses a prompt that fills the whole window.
         if low >= window:
