@@ -48,29 +48,27 @@ MAX_ERROR_REASONS = 50  # upstream error codes can come from the upstream: bound
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 TTFT_BUCKETS = LATENCY_BUCKETS
 
-# The documented series, as exported (counters with ``_total``; histograms add _bucket/_sum/_count).
-EXPORTED = frozenset(
-    {
-        "switchyard_requests_total",
-        "switchyard_tokens_total",
-        "switchyard_request_duration_seconds",
-        "switchyard_time_to_first_token_seconds",
-        "switchyard_upstream_errors_total",
-        "switchyard_in_flight_requests",
-        "switchyard_usage_buffered_records",
-        "switchyard_usage_dropped_records_total",
-        # Resilience state and file traffic.
-        "switchyard_limits_redis_failures_total",
-        "switchyard_circuit_state",
-        "switchyard_file_bytes_total",
-        # Governance: spend in dollars, requests no price was known for, and budget use.
-        "switchyard_cost_usd_total",
-        "switchyard_unpriced_requests_total",
-        "switchyard_budget_limit_usd",
-        "switchyard_budget_spent_usd",
-        "switchyard_budget_reset_timestamp_seconds",
-    }
-)
+# Each series' HELP text, by its exported name.
+HELP = {
+    "switchyard_requests_total": "Requests answered, by key, vendor, model, endpoint and HTTP status.",
+    "switchyard_tokens_total": "Tokens accounted (as reported by the upstream), by kind: prompt or completion.",
+    "switchyard_request_duration_seconds": "Time from the request's arrival to the end of the answer.",
+    "switchyard_time_to_first_token_seconds": "Time from a streamed request's arrival to its first event sent to the client.",
+    "switchyard_upstream_errors_total": "Upstream failures, by provider and reason.",
+    "switchyard_in_flight_requests": "Requests being served.",
+    "switchyard_usage_buffered_records": "Usage records waiting to be written to the usage store.",
+    "switchyard_usage_dropped_records_total": "Usage records dropped: the buffer was full, or the store could not take them.",
+    "switchyard_limits_redis_failures_total": "Rate-limit checks that could not reach Redis (then allowed or denied per config).",
+    "switchyard_circuit_state": "Circuit breaker per deployment: 0 closed, 1 open, 2 half-open (the worst over workers).",
+    "switchyard_file_bytes_total": "File bytes relayed through the files API, by key, provider and direction (upload, download).",
+    "switchyard_cost_usd_total": "Spend in US dollars at list prices (the catalog's or the config's), from the upstream's tokens.",
+    "switchyard_unpriced_requests_total": "Requests that used tokens of a model with no known price (recorded at cost 0, priced: false).",
+    "switchyard_budget_limit_usd": "Configured spending limit in US dollars per UTC window.",
+    "switchyard_budget_spent_usd": "Dollars spent or reserved in the current UTC window, as of the subject's latest admission.",
+    "switchyard_budget_reset_timestamp_seconds": "When the window of switchyard_budget_spent_usd ends (unix seconds); past it, the value is stale.",
+}
+# The documented series (counters with ``_total``; histograms add _bucket/_sum/_count).
+EXPORTED = frozenset(HELP)
 
 
 def multiprocess_mode() -> bool:
@@ -119,105 +117,36 @@ class Metrics:
         # A registry per instance: several gateways in one process (tests) must not collide.
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "switchyard_requests_total",
-            "Requests answered, by key, vendor, model, endpoint and HTTP status.",
-            ["key", "vendor", "model", "endpoint", "status"],
-            registry=r,
+
+        def counter(name: str, *labels: str) -> Counter:
+            return Counter(name, HELP[name], labels, registry=r)
+
+        def gauge(name: str, mode: str, *labels: str) -> Gauge:
+            return Gauge(name, HELP[name], labels, registry=r, multiprocess_mode=mode)
+
+        def histogram(name: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(name, HELP[name], labels, buckets=buckets, registry=r)
+
+        self.requests = counter("switchyard_requests_total", "key", "vendor", "model", "endpoint", "status")
+        self.tokens = counter("switchyard_tokens_total", "key", "vendor", "model", "kind")
+        self.duration = histogram(
+            "switchyard_request_duration_seconds", LATENCY_BUCKETS, "vendor", "model", "endpoint", "stream"
         )
-        self.tokens = Counter(
-            "switchyard_tokens_total",
-            "Tokens accounted (as reported by the upstream), by kind: prompt or completion.",
-            ["key", "vendor", "model", "kind"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "switchyard_request_duration_seconds",
-            "Time from the request's arrival to the end of the answer.",
-            ["vendor", "model", "endpoint", "stream"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "switchyard_time_to_first_token_seconds",
-            "Time from a streamed request's arrival to its first event sent to the client.",
-            ["vendor", "model"],
-            buckets=TTFT_BUCKETS,
-            registry=r,
-        )
-        self.upstream_errors = Counter(
-            "switchyard_upstream_errors_total",
-            "Upstream failures, by provider and reason.",
-            ["provider", "reason"],
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "switchyard_in_flight_requests", "Requests being served.", registry=r, multiprocess_mode="livesum"
-        )
-        self.buffered = Gauge(
-            "switchyard_usage_buffered_records",
-            "Usage records waiting to be written to the usage store.",
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.dropped = Counter(
-            "switchyard_usage_dropped_records_total",
-            "Usage records dropped: the buffer was full, or the store could not take them.",
-            registry=r,
-        )
-        self.limits_failures = Counter(
-            "switchyard_limits_redis_failures_total",
-            "Rate-limit checks that could not reach Redis (then allowed or denied per config).",
-            registry=r,
-        )
-        self.circuit = Gauge(
-            "switchyard_circuit_state",
-            "Circuit breaker per deployment: 0 closed, 1 open, 2 half-open (the worst over workers).",
-            ["provider", "upstream"],
-            registry=r,
-            multiprocess_mode="livemax",
-        )
-        self.file_bytes_total = Counter(
-            "switchyard_file_bytes_total",
-            "File bytes relayed through the files API, by key, provider and direction (upload, download).",
-            ["key", "provider", "direction"],
-            registry=r,
-        )
-        self.cost = Counter(
-            "switchyard_cost_usd_total",
-            "Spend in US dollars at list prices (the catalog's or the config's), from the upstream's tokens.",
-            ["key", "vendor", "model"],
-            registry=r,
-        )
-        self.unpriced = Counter(
-            "switchyard_unpriced_requests_total",
-            "Requests that used tokens of a model with no known price (recorded at cost 0, priced: false).",
-            ["vendor", "model"],
-            registry=r,
-        )
+        self.ttft = histogram("switchyard_time_to_first_token_seconds", TTFT_BUCKETS, "vendor", "model")
+        self.upstream_errors = counter("switchyard_upstream_errors_total", "provider", "reason")
+        self.in_flight = gauge("switchyard_in_flight_requests", "livesum")
+        self.buffered = gauge("switchyard_usage_buffered_records", "livesum")
+        self.dropped = counter("switchyard_usage_dropped_records_total")
+        self.limits_failures = counter("switchyard_limits_redis_failures_total")
+        self.circuit = gauge("switchyard_circuit_state", "livemax", "provider", "upstream")
+        self.file_bytes_total = counter("switchyard_file_bytes_total", "key", "provider", "direction")
+        self.cost = counter("switchyard_cost_usd_total", "key", "vendor", "model")
+        self.unpriced = counter("switchyard_unpriced_requests_total", "vendor", "model")
         # Budget use per limited subject (a key's name; any other subject the limiter is asked about)
         # and window (day, month), as last seen at an admission, reservations in flight included.
-        self.budget_limit = Gauge(
-            "switchyard_budget_limit_usd",
-            "Configured spending limit in US dollars per UTC window.",
-            ["subject", "window"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.budget_spent = Gauge(
-            "switchyard_budget_spent_usd",
-            "Dollars spent or reserved in the current UTC window, as of the subject's latest admission.",
-            ["subject", "window"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.budget_reset = Gauge(
-            "switchyard_budget_reset_timestamp_seconds",
-            "When the window of switchyard_budget_spent_usd ends (unix seconds); past it, the value is stale.",
-            ["subject", "window"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
+        self.budget_limit = gauge("switchyard_budget_limit_usd", "mostrecent", "subject", "window")
+        self.budget_spent = gauge("switchyard_budget_spent_usd", "mostrecent", "subject", "window")
+        self.budget_reset = gauge("switchyard_budget_reset_timestamp_seconds", "mostrecent", "subject", "window")
         self._in_flight = self.in_flight._value  # see _Children
         self.max_passthrough = cfg.max_passthrough_models
         self._endpoints = {e: e for e in endpoints}
