@@ -406,15 +406,25 @@ async function showUsage(event) {
   setStatus("usage-status", `Usage of ${what}, ${from} to ${to} (UTC).`);
 }
 
+// The figures every usage table shows, in order: column header, field of a totals object, format.
+const FIGURES = [
+  ["Requests", "requests", fmtInt],
+  ["Errors", "errors", fmtInt],
+  ["Prompt tokens", "prompt_tokens", fmtInt],
+  ["Completion tokens", "completion_tokens", fmtInt],
+  ["Total tokens", "total_tokens", fmtInt],
+  ["Cost (USD)", "cost_usd", fmtCost],
+];
+
 function numberCells(t) {
-  return [
-    el("td", { class: "num", text: fmtInt(t.requests) }),
-    el("td", { class: "num", text: fmtInt(t.errors) }),
-    el("td", { class: "num", text: fmtInt(t.prompt_tokens) }),
-    el("td", { class: "num", text: fmtInt(t.completion_tokens) }),
-    el("td", { class: "num", text: fmtInt(t.total_tokens) }),
-    el("td", { class: "num cost", text: fmtCost(t.cost_usd) }),
-  ];
+  return FIGURES.map(([, field, fmt]) => el("td", { class: fmt === fmtCost ? "num cost" : "num", text: fmt(t[field]) }));
+}
+
+// Each usage table's header row: its first column is in the page, the figures' columns follow.
+function figureHeaders() {
+  for (const id of ["usage-days", "usage-per-name", "usage-models"]) {
+    $(id).tHead.rows[0].append(...FIGURES.map(([head]) => el("th", { scope: "col", class: "num", text: head })));
+  }
 }
 
 function byRequests(map) {
@@ -833,6 +843,7 @@ async function loadAudit(more) {
 
 // -- wiring ---------------------------------------------------------------------------------------
 function init() {
+  figureHeaders();
   const today = utcToday();
   $("usage-to").value = today;
   $("usage-from").value = new Date(Date.parse(today + "T00:00:00Z") - 6 * DAY_MS).toISOString().slice(0, 10);
