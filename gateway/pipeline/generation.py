@@ -192,7 +192,7 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
     native_api = c.api is not None and c.endpoint.name in adapter.native_apis
     native = adapter.capabilities.native_overflow
     # Adapters and fitting change keys: the client's body stays as sent.
-    fitted_body = _chat_form(c, dep.provider, native_api)
+    fitted_body = {} if native_api and _fits_by_size(c, dep) else _chat_form(c, dep.provider, native_api)
     behaviour = fitted_body.get(OVERFLOW_PARAM) or dep.facts.overflow if fitted_body else "error"
     fitted = await fit_async(form, fitted_body, dep.facts, adapter.kind, native) if fitted_body else None
     if native:
@@ -330,6 +330,30 @@ def _chat_form(c: Call, provider: str, native_api: bool) -> dict[str, Any]:
         return c.api.chat_body(provider)
     except GatewayError:
         return {}
+
+
+# What may count for more tokens than its bytes in a native body: images, files, audio, tool
+# definitions (rendered before counting). A body naming none of them is plain text and structure.
+_SIZE_UNSAFE = (b'"image', b'"document', b'"file', b'"input_audio"', b'"tools"')
+
+
+def _fits_by_size(c: Call, dep: Deployment) -> bool:
+    """A native body that surely fits the window without its chat form: with no window to fit, or
+    when its byte size plus its budget leaves room (a byte-level token is at least one byte and
+    escaping only adds bytes, so the body's size bounds its prompt, message overheads included)."""
+    window = dep.facts.context_window
+    if window is None:
+        return True
+    budget = c.body.get(c.endpoint.overflow_param)
+    budget = budget if type(budget) is int else 0
+    cap = dep.facts.max_output_tokens
+    if (cap is not None and budget > cap) or len(c.ctx.body) + budget + _PRIMING >= window:
+        return False  # truncation may have to lower the budget: the careful count decides
+    raw = c.ctx.body
+    return not any(marker in raw for marker in _SIZE_UNSAFE)
+
+
+_PRIMING = 16  # tokens a chat form adds beyond its messages' bytes, with room to spare
 
 
 def _native_body(c: Call, dep: Deployment, fitted: dict[str, Any]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from gateway.pipeline.generation import _backoff
@@ -29,3 +30,28 @@ def test_translator_shape_errors_become_502():
     with pytest.raises(GatewayError) as e:
         _feed(Broken(), adapter, SSEEvent(None, b"{}"))
     assert e.value.status == 502 and e.value.code == "upstream_bad_response"
+
+
+def test_a_native_body_is_measured_by_its_size_only_when_that_is_safe() -> None:
+    from types import SimpleNamespace
+
+    from gateway.pipeline.generation import _fits_by_size
+
+    def call(body: dict[str, object], window: int | None, cap: int | None = None) -> bool:
+        raw = orjson.dumps(body)
+        c = SimpleNamespace(
+            body=body, ctx=SimpleNamespace(body=raw), endpoint=SimpleNamespace(overflow_param="max_tokens")
+        )
+        dep = SimpleNamespace(facts=SimpleNamespace(context_window=window, max_output_tokens=cap))
+        return _fits_by_size(c, dep)  # type: ignore[arg-type]
+
+    text = {"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "hello " * 50}]}
+    assert call(text, None) and call(text, 10_000)
+    assert not call(text, 400)  # bytes + budget reach the window: counted the careful way
+    assert not call(text, 10_000, cap=50)  # the budget must be capped: counted the careful way
+    image = {
+        **text,
+        "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "u"}}]}],
+    }
+    tools = {**text, "tools": [{"name": "f", "input_schema": {"type": "object"}}]}
+    assert not call(image, 10_000) and not call(tools, 10_000)  # images and tools count more than their bytes
