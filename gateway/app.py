@@ -121,11 +121,11 @@ class Gateway:
         )
         if m is not None:
             m.budget_limits(configured_budgets(cfg))
-        self.responses = ResponseStore(
-            self.store if isinstance(self.store, RedisStore) else None, cfg.usage.prefix, cfg.responses.ttl
-        )
-        # Runtime keys (``/admin/keys``): in Redis through the usage store's connection, cached here.
-        self.keystore = KeyStore(self.store if isinstance(self.store, RedisStore) else None, cfg.usage.prefix)
+        # One connection to ``usage.redis_url`` (the usage store's), shared by stored responses and runtime keys.
+        redis = self.store.redis if isinstance(self.store, RedisStore) else None
+        self.responses = ResponseStore(redis, cfg.usage.prefix, cfg.responses.ttl)
+        # Runtime keys (``/admin/keys``): in Redis, cached here.
+        self.keystore = KeyStore(redis, cfg.usage.prefix)
         self.state: State = build_state(
             cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses, self.keystore
         )

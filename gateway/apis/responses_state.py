@@ -1,7 +1,7 @@
 """Stored responses: what ``GET /v1/responses/{id}`` and ``previous_response_id`` read.
 
-One record per gateway response id, ``{prefix}resp:{id}`` in Redis (through the usage store's
-connection, standalone or Cluster) with the configured expiry, or in the process without Redis.
+One record per gateway response id, ``{prefix}resp:{id}`` in Redis (through the shared connection of
+``usage.redis_url``, standalone or Cluster) with the configured expiry, or in the process without Redis.
 A record says who owns the id and which provider answered; for a translated provider it also
 keeps the input and output items, since no upstream remembers them.
 """
@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError
+from gateway.wire.redis import RedisSource
 
 log = logging.getLogger("switchyard")
 
@@ -34,8 +35,8 @@ def unavailable() -> GatewayError:
 class ResponseStore:
     """``put`` / ``get`` / ``delete`` records by gateway response id."""
 
-    def __init__(self, redis_store: Any, prefix: str, ttl: int) -> None:
-        self.redis = redis_store  # a usage RedisStore (``client()``), or None: in the process
+    def __init__(self, redis: RedisSource | None, prefix: str, ttl: int) -> None:
+        self.redis = redis  # the shared ``RedisHandle`` (``client()``), or None: in the process
         self.prefix = prefix
         self.ttl = ttl
         self._memory: OrderedDict[str, tuple[float, bytes]] = OrderedDict()

@@ -2,7 +2,7 @@
 
 Keys are held only as sha256 digests. The lookup is by digest (which says nothing about
 any valid key) and the match is confirmed with a constant-time comparison. Config keys are
-looked up first; then the runtime keys (``governance/keystore.py``), from their in-memory cache.
+looked up first; then the runtime keys (``governance/keycache.py``), from their in-memory cache.
 A config key wins a name clash: a runtime key of the same name does not authenticate.
 """
 
