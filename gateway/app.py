@@ -97,13 +97,7 @@ class Gateway:
         self.writer: UsageWriter | None = None
         if cfg.usage.redis_url:
             self.store = RedisStore(cfg.usage)
-            self.writer = UsageWriter(
-                self.store,
-                batch_size=cfg.usage.batch_size,
-                flush_interval=cfg.usage.flush_interval,
-                buffer_size=cfg.usage.buffer_size,
-                metrics=self.metrics,
-            )
+            self.writer = UsageWriter(self.store, cfg.usage, self.metrics)
         else:
             # The in-process log is only for inspection; a million records would be ~200 MB per worker.
             self.store = MemoryStore(min(cfg.usage.log_max_len, MEMORY_LOG_MAX))
