@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
-from gateway.wire.redis import RedisSource
+from gateway.errors import GatewayError, store_unavailable
+from gateway.wire.redis import RedisSource, guarded
 
 log = logging.getLogger("switchyard")
 
@@ -24,12 +24,7 @@ MEMORY_MAX = 10_000  # records one process keeps without Redis (oldest dropped f
 
 
 def unavailable() -> GatewayError:
-    return GatewayError(
-        503,
-        "The response store is unavailable; try again shortly.",
-        code="store_unavailable",
-        headers={"retry-after": "5"},
-    )
+    return store_unavailable("The response store is unavailable; try again shortly.", "store_unavailable")
 
 
 class ResponseStore:
@@ -52,12 +47,8 @@ class ResponseStore:
             while len(self._memory) > MEMORY_MAX:
                 self._memory.popitem(last=False)
             return
-        try:
-            r = await self.redis.client()
+        async with guarded(self.redis, "response store write", unavailable, log) as r:
             await r.set(self.key(rid), data, ex=self.ttl)
-        except Exception as e:
-            log.warning("response store write failed: %s", type(e).__name__)
-            raise unavailable() from None
 
     async def get(self, rid: str) -> dict[str, Any] | None:
         if self.redis is None:
@@ -65,21 +56,13 @@ class ResponseStore:
             if hit is None or hit[0] < time.time():
                 return None
             return orjson.loads(hit[1])
-        try:
-            r = await self.redis.client()
+        async with guarded(self.redis, "response store read", unavailable, log) as r:
             data = await r.get(self.key(rid))
-        except Exception as e:
-            log.warning("response store read failed: %s", type(e).__name__)
-            raise unavailable() from None
         return orjson.loads(data) if data else None
 
     async def delete(self, rid: str) -> None:
         if self.redis is None:
             self._memory.pop(rid, None)
             return
-        try:
-            r = await self.redis.client()
+        async with guarded(self.redis, "response store delete", unavailable, log) as r:
             await r.delete(self.key(rid))
-        except Exception as e:
-            log.warning("response store delete failed: %s", type(e).__name__)
-            raise unavailable() from None

@@ -22,20 +22,18 @@ live in this process only.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, store_unavailable
 from gateway.governance.keycache import CHECK_INTERVAL, LOOKUP_BURST, LOOKUP_RATE, KeyCache
 from gateway.governance.keys import ROTATION_FIELDS, RuntimeKey, new_secret, rfc3339, rotated
-from gateway.wire.redis import RedisSource
+from gateway.wire.redis import RedisSource, guarded
 
 __all__ = ["CHECK_INTERVAL", "LOOKUP_BURST", "LOOKUP_RATE", "KeyStore", "RuntimeKey", "new_secret", "rfc3339"]
 
@@ -81,12 +79,10 @@ return 1
 
 
 def _unavailable() -> GatewayError:
-    return GatewayError(
-        503,
+    return store_unavailable(
         "The key store (Redis) is unreachable, so keys cannot be changed right now; existing keys keep working. "
         "Retry shortly.",
-        code="keystore_unavailable",
-        headers={"retry-after": "5"},
+        "keystore_unavailable",
     )
 
 
@@ -112,17 +108,9 @@ class KeyStore(KeyCache):
         self._audit_seq = itertools.count()
 
     # -- changes (the admin API) ------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def _redis(self) -> AsyncIterator[Any]:
+    def _redis(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """A Redis client for one change: errors and timeouts become 503 ``keystore_unavailable``."""
-        try:
-            async with asyncio.timeout(WRITE_TIMEOUT):
-                yield await self.store.client()
-        except GatewayError:
-            raise
-        except Exception as e:
-            log.warning("runtime keys: a change failed: %s", type(e).__name__)
-            raise _unavailable() from None
+        return guarded(self.store, "runtime keys: a change", _unavailable, log, WRITE_TIMEOUT)
 
     async def _announce(self, r: Any, name: str, action: str, admin: str, detail: str) -> None:
         """Bump the version and publish (one script), then append to the audit stream."""

@@ -4,7 +4,8 @@
 plain one otherwise (an ACL that denies ``INFO``, or a renamed command, means standalone: only a
 cluster needs it). ``RedisHandle`` connects lazily and once: concurrent first callers share one
 attempt rather than queue up behind each other's timeouts, and a caller that gives up (its own
-timeout) does not cancel it for the others.
+timeout) does not cancel it for the others. ``guarded`` turns any failure of one piece of work on
+the shared client into the caller's own answer (a 503), logged once.
 
 Each user keeps its own ``ClientOptions``: the limiter on the request path waits a quarter of a
 second and never retries, the usage store's background writes wait longer and retry a dropped
@@ -14,6 +15,9 @@ connection once. Both get the cluster client when the server is a cluster node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,6 +26,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
+
+from gateway.errors import GatewayError
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +125,23 @@ class RedisHandle:
         if self.connected is not None:
             r, self.connected = self.connected, None
             await r.aclose()
+
+
+@contextlib.asynccontextmanager
+async def guarded(
+    source: RedisSource, what: str, error: Callable[[], Exception], log: logging.Logger, timeout: float | None = None
+) -> AsyncIterator[Any]:
+    """The client for one piece of work: any failure in it (Redis down, slow past ``timeout``, refusing)
+    is logged as ``what`` and answered with ``error()``, never a traceback. A ``GatewayError`` raised
+    inside is the work's own answer and passes through."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield await source.client()
+    except GatewayError:
+        raise
+    except Exception as e:
+        log.warning("%s failed: %s", what, type(e).__name__)
+        raise error() from None
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -5,6 +5,7 @@ private one that refuses ``INFO``, a local Redis Cluster, a Redis that never ans
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 import redis
 from redis.asyncio import Redis, RedisCluster
 
-from gateway.wire.redis import ClientOptions, RedisHandle, connect
+from gateway.errors import GatewayError, store_unavailable
+from gateway.wire.redis import ClientOptions, RedisHandle, connect, guarded
 from tests.support import free_port
 from tests.support.redis import REDIS_URL, RedisProcess, SilentListener
 
@@ -123,6 +125,36 @@ def test_a_down_redis_fails_fast() -> None:
         with pytest.raises(redis.ConnectionError):
             await h.client()
         assert time.monotonic() - t0 < 1.5 and h.connected is None and h.cluster is None
+        await h.close()
+
+    run(go())
+
+
+def test_guarded_work_answers_its_own_error(shared_redis: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """A failure of Redis becomes the caller's 503, at the caller's timeout and logged once; an answer
+    the work gives itself (a GatewayError) passes through untouched."""
+    log = logging.getLogger("switchyard.test")
+
+    def down() -> GatewayError:
+        return store_unavailable("The test store is unavailable.", "test_unavailable")
+
+    async def go() -> None:
+        with SilentListener() as silent:
+            h = RedisHandle(silent.url, OPTS)
+            t0 = time.monotonic()
+            with pytest.raises(GatewayError) as e, caplog.at_level(logging.WARNING, "switchyard.test"):
+                async with guarded(h, "test store read", down, log, timeout=0.3) as r:
+                    await r.get("never")
+            assert time.monotonic() - t0 < 1.0
+            assert (e.value.status, e.value.code, e.value.headers) == (503, "test_unavailable", {"retry-after": "5"})
+            assert [m.getMessage() for m in caplog.records] == ["test store read failed: TimeoutError"]
+            await h.close()
+        h = RedisHandle(REDIS_URL, OPTS)
+        with pytest.raises(GatewayError) as e:
+            async with guarded(h, "test store read", down, log) as r:
+                assert await r.ping()
+                raise GatewayError(404, "No such thing.", code="not_found")
+        assert e.value.status == 404
         await h.close()
 
     run(go())

@@ -32,9 +32,9 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError, Try
 from gateway.accounting.usage.record import UsageRecord
 from gateway.accounting.usage.store import HASH_FIELDS, BatchRejected, model_field, parse_hash, record_increments
 from gateway.config import UsageConfig
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, store_unavailable
 from gateway.governance.cost import format_usd
-from gateway.wire.redis import ClientOptions, RedisHandle
+from gateway.wire.redis import ClientOptions, RedisHandle, guarded
 
 log = logging.getLogger("switchyard.usage")
 
@@ -286,15 +286,10 @@ class RedisStore:
         return await self._read(team_key(self.prefix, team, day))
 
     async def _read(self, hkey: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-        try:
-            r = await self.client()
+        async with guarded(self.redis, "usage store read", _unavailable, log) as r:
             h = await r.hgetall(hkey)
-        except Exception as e:
-            log.warning("usage store read failed: %s", type(e).__name__)
-            raise GatewayError(
-                503,
-                "The usage store is unavailable; try again shortly.",
-                code="usage_store_unavailable",
-                headers={"retry-after": "5"},
-            ) from None
         return parse_hash(h)
+
+
+def _unavailable() -> GatewayError:
+    return store_unavailable("The usage store is unavailable; try again shortly.", "usage_store_unavailable")
