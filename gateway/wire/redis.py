@@ -101,11 +101,11 @@ class RedisHandle:
         """The connected client; raises what the connection attempt raised (or the caller's timeout)."""
         if self.connected is not None:
             return self.connected
-        if self._connecting is None:
-            self._connecting = asyncio.get_running_loop().create_task(connect(self.url, self.options))
-            # Every caller may have given up by the time it fails: the failure is theirs, not the loop's.
-            self._connecting.add_done_callback(_retrieve)
         task = self._connecting
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            # None under way, or one that failed after its callers gave up: theirs, not this caller's.
+            task = self._connecting = asyncio.get_running_loop().create_task(connect(self.url, self.options))
+            task.add_done_callback(_retrieve)  # nobody may be left to read its failure
         try:
             r = await asyncio.shield(task)
         finally:

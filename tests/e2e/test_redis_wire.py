@@ -118,6 +118,22 @@ def test_a_silent_redis_answers_each_caller_at_its_own_timeout() -> None:
         run(go())
 
 
+def test_a_failure_nobody_waited_for_is_not_handed_to_the_next_caller() -> None:
+    with SilentListener() as silent:
+
+        async def go() -> None:
+            h = RedisHandle(silent.url, ClientOptions(0.3, 0.3))
+            for _ in range(2):
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.1):
+                        await h.client()
+                await asyncio.sleep(0.5)  # the attempt fails meanwhile (the socket timeout), unobserved
+            assert len(silent._socks) == 2  # the second caller made its own attempt and waited for it
+            await h.close()
+
+        run(go())
+
+
 def test_a_down_redis_fails_fast() -> None:
     async def go() -> None:
         h = RedisHandle(f"redis://127.0.0.1:{free_port()}/0", OPTS)
