@@ -98,13 +98,7 @@ class Gateway:
         self.writer: UsageWriter | None = None
         if cfg.usage.redis_url:
             self.store = RedisStore(cfg.usage)
-            self.writer = UsageWriter(
-                self.store,
-                batch_size=cfg.usage.batch_size,
-                flush_interval=cfg.usage.flush_interval,
-                buffer_size=cfg.usage.buffer_size,
-                metrics=self.metrics,
-            )
+            self.writer = UsageWriter(self.store, cfg.usage, self.metrics)
         else:
             # The in-process log is only for inspection; a million records would be ~200 MB per worker.
             self.store = MemoryStore(min(cfg.usage.log_max_len, MEMORY_LOG_MAX))
@@ -122,11 +116,11 @@ class Gateway:
         )
         if m is not None:
             m.budget_limits(configured_budgets(cfg))
-        self.responses = ResponseStore(
-            self.store if isinstance(self.store, RedisStore) else None, cfg.usage.prefix, cfg.responses.ttl
-        )
-        # Runtime keys (``/admin/keys``): in Redis through the usage store's connection, cached here.
-        self.keystore = KeyStore(self.store if isinstance(self.store, RedisStore) else None, cfg.usage.prefix)
+        # One connection to ``usage.redis_url`` (the usage store's), shared by stored responses and runtime keys.
+        redis = self.store.redis if isinstance(self.store, RedisStore) else None
+        self.responses = ResponseStore(redis, cfg.usage.prefix, cfg.responses.ttl)
+        # Runtime keys (``/admin/keys``): in Redis, cached here.
+        self.keystore = KeyStore(redis, cfg.usage.prefix)
         self.state: State = build_state(
             cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses, self.keystore
         )

@@ -110,5 +110,10 @@ def model_not_allowed(model: str) -> GatewayError:
     )
 
 
+def store_unavailable(message: str, code: str) -> GatewayError:
+    """A 503 for a store (Redis) the answer depends on that cannot be reached right now."""
+    return GatewayError(503, message, code=code, headers={"retry-after": "5"})
+
+
 def not_found_route(method: str, path: str) -> GatewayError:
     return GatewayError(404, f"Unknown request URL: {method} {path}.", code="unknown_url")

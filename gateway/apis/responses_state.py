@@ -1,7 +1,7 @@
 """Stored responses: what ``GET /v1/responses/{id}`` and ``previous_response_id`` read.
 
-One record per gateway response id, ``{prefix}resp:{id}`` in Redis (through the usage store's
-connection, standalone or Cluster) with the configured expiry, or in the process without Redis.
+One record per gateway response id, ``{prefix}resp:{id}`` in Redis (through the shared connection of
+``usage.redis_url``, standalone or Cluster) with the configured expiry, or in the process without Redis.
 A record says who owns the id and which provider answered; for a translated provider it also
 keeps the input and output items, since no upstream remembers them.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, store_unavailable
+from gateway.wire.redis import RedisSource, guarded
 
 log = logging.getLogger("switchyard")
 
@@ -23,19 +24,14 @@ MEMORY_MAX = 10_000  # records one process keeps without Redis (oldest dropped f
 
 
 def unavailable() -> GatewayError:
-    return GatewayError(
-        503,
-        "The response store is unavailable; try again shortly.",
-        code="store_unavailable",
-        headers={"retry-after": "5"},
-    )
+    return store_unavailable("The response store is unavailable; try again shortly.", "store_unavailable")
 
 
 class ResponseStore:
     """``put`` / ``get`` / ``delete`` records by gateway response id."""
 
-    def __init__(self, redis_store: Any, prefix: str, ttl: int) -> None:
-        self.redis = redis_store  # a usage RedisStore (``client()``), or None: in the process
+    def __init__(self, redis: RedisSource | None, prefix: str, ttl: int) -> None:
+        self.redis = redis  # the shared ``RedisHandle`` (``client()``), or None: in the process
         self.prefix = prefix
         self.ttl = ttl
         self._memory: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
@@ -51,12 +47,8 @@ class ResponseStore:
             while len(self._memory) > MEMORY_MAX:
                 self._memory.popitem(last=False)
             return
-        try:
-            r = await self.redis.client()
+        async with guarded(self.redis, "response store write", unavailable, log) as r:
             await r.set(self.key(rid), data, ex=self.ttl)
-        except Exception as e:
-            log.warning("response store write failed: %s", type(e).__name__)
-            raise unavailable() from None
 
     async def get(self, rid: str) -> dict[str, Any] | None:
         if self.redis is None:
@@ -64,21 +56,13 @@ class ResponseStore:
             if hit is None or hit[0] < time.time():
                 return None
             return orjson.loads(hit[1])
-        try:
-            r = await self.redis.client()
+        async with guarded(self.redis, "response store read", unavailable, log) as r:
             data = await r.get(self.key(rid))
-        except Exception as e:
-            log.warning("response store read failed: %s", type(e).__name__)
-            raise unavailable() from None
         return orjson.loads(data) if data else None
 
     async def delete(self, rid: str) -> None:
         if self.redis is None:
             self._memory.pop(rid, None)
             return
-        try:
-            r = await self.redis.client()
+        async with guarded(self.redis, "response store delete", unavailable, log) as r:
             await r.delete(self.key(rid))
-        except Exception as e:
-            log.warning("response store delete failed: %s", type(e).__name__)
-            raise unavailable() from None

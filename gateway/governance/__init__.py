@@ -1,1 +1,2 @@
-"""Governance: runtime keys (``keystore``), created and changed through the admin API at run time."""
+"""Governance: runtime keys (``keys`` the model, ``keycache`` the per-replica cache, ``keystore`` the
+changes made through the admin API at run time), the catalog of models and prices, and costs."""

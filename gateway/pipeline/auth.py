@@ -2,7 +2,7 @@
 
 Keys are held only as sha256 digests. The lookup is by digest (which says nothing about
 any valid key) and the match is confirmed with a constant-time comparison. Config keys are
-looked up first; then the runtime keys (``governance/keystore.py``), from their in-memory cache.
+looked up first; then the runtime keys (``governance/keycache.py``), from their in-memory cache.
 A config key wins a name clash: a runtime key of the same name does not authenticate.
 """
 
@@ -15,7 +15,7 @@ from typing import Protocol
 
 from gateway.config import Config, KeyConfig, Limits
 from gateway.errors import invalid_api_key
-from gateway.pipeline.limits import has_limits
+from gateway.pipeline.limits import TeamLimits, has_limits
 
 _GLOB_CHARS = "*?["
 _CACHE_MAX = 4096
@@ -81,6 +81,7 @@ class KeyTable:
         self.runtime = runtime
         # Teams with limits: shared by every key naming the team (checked at admission).
         self.team_limits: dict[str, Limits] = {n: t.limits for n, t in cfg.teams.items() if has_limits(t.limits)}
+        self.teams = {n: TeamLimits(n, limits) for n, limits in self.team_limits.items()}
 
     def lookup(self, key: str | None) -> Principal | None:
         if not key:
@@ -118,5 +119,6 @@ class KeyTable:
             raise invalid_api_key()
         return p
 
-    def team_limits_of(self, p: Principal) -> Limits | None:
-        return self.team_limits.get(p.team) if p.team else None
+    def team_of(self, p: Principal) -> TeamLimits | None:
+        """The key's team as admission takes it; None when the team has no limits."""
+        return self.teams.get(p.team) if p.team else None

@@ -8,7 +8,7 @@ dearer of the input and cache-write prices and the long-context tier when the es
 The completion budget is the client's (``max_completion_tokens``, ``max_tokens``,
 ``max_output_tokens``), else the deployment's default ``max_tokens``, else the model's output limit,
 else what the context window leaves; with none of them known only the prompt is reserved. The limiter
-(``limits.py``) reserves it atomically and settles the real cost afterwards.
+(``limits/``) reserves it atomically and settles the real cost afterwards.
 """
 
 from __future__ import annotations

@@ -98,13 +98,13 @@ async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: En
         raise model_not_allowed(model)
     # A cheap prompt estimate for token limits; settled with the real usage afterwards.
     ctx.prompt_estimate = len(raw) // 4
-    team_limits = state.keys.team_limits_of(principal)
-    if principal.limited or team_limits is not None:
+    team = state.keys.team_of(principal)
+    if principal.limited or team is not None:
         # A money budget reserves the most the request can cost; settled with the real cost afterwards.
-        budgeted = principal.limits.budget_usd or (team_limits is not None and team_limits.budget_usd)
+        budgeted = principal.limits.budget_usd or (team is not None and team.limits.budget_usd)
         cost = reservation(endpoint, body, route, ctx.prompt_estimate) if budgeted else 0
         ctx.admission = await state.limiter.admit(
-            principal.name, principal.limits, ctx.prompt_estimate, cost, team=principal.team, team_limits=team_limits
+            principal.name, principal.limits, ctx.prompt_estimate, cost, team=team
         )
         ctx.headers = ctx.admission.headers
     c = Call(ctx, send, endpoint, body, route)

@@ -58,6 +58,7 @@ from gateway.config import Limits, ProviderConfig
 from gateway.errors import GatewayError, invalid, model_not_allowed
 from gateway.pipeline.frame import CTX, check_json_type
 from gateway.pipeline.generation import parse_body
+from gateway.pipeline.limits import TeamLimits
 from gateway.pipeline.validate import integer, model_of, type_error
 from gateway.routes.objects import (
     BATCH,
@@ -398,11 +399,9 @@ class FilesAPI:
         call = Call(ctx, ctx.state, rid, family, ctx.principal, headers={"x-request-id": rid})
         try:
             p = call.who
-            team = ctx.state.keys.team_limits_of(p)
-            team_rpm = _rpm_only(team.rpm) if team is not None else None
-            admission = await ctx.state.limiter.admit(
-                p.name, _rpm_only(p.limits.rpm), 0, team=p.team, team_limits=team_rpm
-            )
+            team = ctx.state.keys.team_of(p)
+            team_rpm = TeamLimits(team.name, _rpm_only(team.limits.rpm)) if team is not None else None
+            admission = await ctx.state.limiter.admit(p.name, _rpm_only(p.limits.rpm), 0, team=team_rpm)
             call.headers.update((k.decode(), v.decode()) for k, v in admission.headers)
             response = await handler(call, request)
             call.status = response.status_code

@@ -31,7 +31,8 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, store_unavailable
+from gateway.wire.redis import guarded
 
 log = logging.getLogger("switchyard.objects")
 
@@ -166,6 +167,10 @@ class MemoryOwners:
         self._owner.pop(client_id, None)
 
 
+def _unavailable() -> GatewayError:
+    return store_unavailable("The object ownership store is unavailable; try again shortly.", "store_unavailable")
+
+
 class RedisOwners:
     """Owners in Redis through the usage store's connection (standalone or Cluster).
 
@@ -182,19 +187,10 @@ class RedisOwners:
         return f"{self.prefix}obj:{client_id}"
 
     async def _run(self, fill: Any) -> list[Any]:
-        try:
-            r = await self.store.client()
+        async with guarded(self.store, "object ownership store", _unavailable, log) as r:
             pipe = r.pipeline(transaction=False)
             fill(pipe)
             return list(await pipe.execute())
-        except Exception as e:
-            log.warning("object ownership store failed: %s", type(e).__name__)
-            raise GatewayError(
-                503,
-                "The object ownership store is unavailable; try again shortly.",
-                code="store_unavailable",
-                headers={"retry-after": "5"},
-            ) from None
 
     async def owners(self, client_ids: list[str]) -> list[str | None]:
         if not client_ids:

@@ -1,4 +1,4 @@
-"""Money budgets in the limiter (gateway/pipeline/limits.py, budgets.py): reserve, refuse, settle,
+"""Money budgets in the limiter (gateway/pipeline/limits/, budgets.py): reserve, refuse, settle,
 UTC day and month windows, the same in memory and in a real Redis; and what a request reserves."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from gateway.apis import ENDPOINTS
 from gateway.config import BudgetUSD, Limits, parse_config
 from gateway.errors import GatewayError
 from gateway.pipeline.budgets import reservation
-from gateway.pipeline.limits import _CALENDAR_LUA, EMPTY, Admission, Limiter, month_of
+from gateway.pipeline.limits import CALENDAR_LUA, EMPTY, Admission, Limiter, month_of
 from gateway.pipeline.routing import Router
 from tests.e2e.test_limits_redis import REDIS_UP
 from tests.support.redis import REDIS_URL
@@ -213,7 +213,7 @@ def test_the_lua_calendar_matches_python_over_four_centuries_of_month_ends() -> 
     days = list(range(-800, 800)) + list(range(10_950, 11_400)) + [20_454, 20_455, 47_540, 47_541, 146_096]
     r = redis.Redis.from_url(REDIS_URL)
     script = (
-        _CALENDAR_LUA
+        CALENDAR_LUA
         + """
 local out = {}
 for i = 1, #ARGV do

@@ -24,8 +24,8 @@ from redis.crc import key_slot
 
 from gateway.config import Limits
 from gateway.errors import GatewayError
-from gateway.pipeline import limits as limits_mod
-from gateway.pipeline.limits import EMPTY, Admission, Limiter
+from gateway.pipeline.limits import EMPTY, Admission, Limiter, LimiterTuning
+from gateway.pipeline.limits import limiter as limits_mod
 from tests.support import ROOT
 from tests.support.redis import REDIS_URL
 from tests.support.servers import free_port
@@ -94,11 +94,11 @@ _CHILD = """
 import asyncio, json, sys
 from gateway.config import Limits
 from gateway.errors import GatewayError
-from gateway.pipeline.limits import Admission, Limiter
+from gateway.pipeline.limits import Admission, Limiter, LimiterTuning
 
 async def main(url, prefix, races, n):
     # A generous timeout: this is about atomicity, and a cold burst on a busy box may exceed 0.25 s.
-    lim = Limiter(url, prefix, "allow", timeout=10)
+    lim = Limiter(url, prefix, "allow", LimiterTuning(timeout=10))
     await lim.start()
     for i, (cfg, prompt) in enumerate(races):
         print("ready", flush=True)
@@ -255,7 +255,7 @@ def test_settlements_are_bounded_and_counted(monkeypatch: pytest.MonkeyPatch, si
     monkeypatch.setattr(limits_mod, "SETTLE_QUEUE", 2)
 
     async def go() -> None:
-        lim = Limiter(f"redis://127.0.0.1:{silent_port}/0", "t:", "allow", timeout=0.1, cooldown=0)
+        lim = Limiter(f"redis://127.0.0.1:{silent_port}/0", "t:", "allow", LimiterTuning(timeout=0.1, cooldown=0))
         # Not started: nothing drains the queue, so the third settlement finds it full.
         for i in range(3):
             lim.settle(Admission([], "k", charged=1, tpm=True), 5 + i)
@@ -272,7 +272,7 @@ def test_limits_on_a_redis_cluster(cluster) -> None:
     """Against a real 3-node cluster: the cluster client is used and rpm holds exactly."""
 
     async def run() -> tuple[int, bool]:
-        lim = Limiter(cluster[0].url, f"clu{os.getpid()}:", "deny", timeout=2.0)
+        lim = Limiter(cluster[0].url, f"clu{os.getpid()}:", "deny", LimiterTuning(timeout=2.0))
         await lim.start()
         try:
             ok = 0

@@ -19,7 +19,6 @@ in doubt; their TTL cleans up after a crash.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections import defaultdict
@@ -27,18 +26,15 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis, RedisCluster
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
-from redis.retry import Retry
 
 from gateway.accounting.usage.record import UsageRecord
 from gateway.accounting.usage.store import HASH_FIELDS, BatchRejected, model_field, parse_hash, record_increments
 from gateway.config import UsageConfig
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, store_unavailable
 from gateway.governance.cost import format_usd
+from gateway.wire.redis import ClientOptions, RedisHandle, guarded
 
 log = logging.getLogger("switchyard.usage")
 
@@ -206,67 +202,28 @@ class RedisStore:
     def __init__(
         self, cfg: UsageConfig, socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT
     ) -> None:
-        self.url = cfg.redis_url
         self.prefix = cfg.prefix
         self.log_key = f"{cfg.prefix}log"
         self.log_max_len = cfg.log_max_len
-        self.socket_timeout = socket_timeout
-        self.connect_timeout = connect_timeout
-        self.cluster: bool | None = None  # known after the first connection
-        self._r: Any = None
-        self._connecting: asyncio.Task[Any] | None = None
+        # The connection, shared with the other users of ``usage.redis_url`` (runtime keys, stored
+        # responses, object owners). One quick retry on a dropped pooled connection; timeouts are
+        # not retried here: the writer backs off and retries the whole batch itself.
+        self.redis = RedisHandle(
+            cfg.redis_url, ClientOptions(socket_timeout, connect_timeout, retries=1, decode_responses=True)
+        )
         self._stale_guards: list[str] = []
 
     # -- connection ------------------------------------------------------------------------
-    def _options(self) -> dict[str, Any]:
-        return {
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            # One quick retry on a dropped pooled connection (Redis restarted); timeouts are
-            # not retried here: the writer backs off and retries the whole batch itself.
-            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            "decode_responses": True,
-        }
+    @property
+    def cluster(self) -> bool | None:
+        """Whether Redis is a cluster; None until the first connection."""
+        return self.redis.cluster
 
     async def client(self) -> Any:
-        if self._r is not None:
-            return self._r
-        # Concurrent callers (the writer, a usage read) share one attempt rather than queue up
-        # behind each other's timeouts.
-        if self._connecting is None:
-            self._connecting = asyncio.get_running_loop().create_task(self._connect())
-        task = self._connecting
-        try:
-            self._r = await asyncio.shield(task)
-        finally:
-            if task.done() and self._connecting is task:
-                self._connecting = None
-        return self._r
-
-    async def _connect(self) -> Any:
-        plain = Redis.from_url(self.url, **self._options())
-        try:
-            info = await plain.info("cluster")
-        except ResponseError:
-            info = {}  # INFO denied by an ACL or renamed away: only a cluster needs it, assume standalone
-        except BaseException:
-            await plain.aclose()
-            raise
-        self.cluster = bool(info.get("cluster_enabled"))
-        if not self.cluster:
-            return plain
-        await plain.aclose()
-        cluster = RedisCluster.from_url(self.url, **self._options())
-        await cluster.initialize()
-        return cluster
+        return await self.redis.client()
 
     async def close(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
-            self._connecting = None
-        if self._r is not None:
-            r, self._r = self._r, None
-            await r.aclose()
+        await self.redis.close()
 
     async def ping(self) -> bool:
         r = await self.client()
@@ -329,15 +286,10 @@ class RedisStore:
         return await self._read(team_key(self.prefix, team, day))
 
     async def _read(self, hkey: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-        try:
-            r = await self.client()
+        async with guarded(self.redis, "usage store read", _unavailable, log) as r:
             h = await r.hgetall(hkey)
-        except Exception as e:
-            log.warning("usage store read failed: %s", type(e).__name__)
-            raise GatewayError(
-                503,
-                "The usage store is unavailable; try again shortly.",
-                code="usage_store_unavailable",
-                headers={"retry-after": "5"},
-            ) from None
         return parse_hash(h)
+
+
+def _unavailable() -> GatewayError:
+    return store_unavailable("The usage store is unavailable; try again shortly.", "usage_store_unavailable")

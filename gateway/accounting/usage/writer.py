@@ -33,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.accounting.usage.record import UsageRecord
 from gateway.accounting.usage.store import BatchRejected
+from gateway.config import UsageConfig
 
 log = logging.getLogger("switchyard.usage")
 
@@ -68,31 +69,40 @@ class Batch:
     failures: int = 0  # non-transient failures so far
 
 
+@dataclass(frozen=True, slots=True)
+class WriterTuning:
+    """The writer's patience with a failing store (the defaults are what the gateway runs with)."""
+
+    write_timeout: float = 10.0  # a safety net above the client's socket timeouts
+    max_backoff: float = 1.0
+    max_failures: int = 8  # a batch Redis keeps rejecting (not unreachable) is given up
+    health_interval: float = 5.0  # seconds without a round trip before an idle writer pings
+    log_every: float = 10.0  # seconds between log lines about an outage or drops
+
+
+DEFAULT_TUNING = WriterTuning()
+
+
 class UsageWriter:
+    """``cfg`` gives the batch size, flush interval and buffer size (``usage:`` in the config)."""
+
     def __init__(
         self,
         store: BatchStore,
-        *,
-        batch_size: int,
-        flush_interval: float,
-        buffer_size: int,
+        cfg: UsageConfig,
         metrics: WriterMetrics | None = None,
-        write_timeout: float = 10.0,
-        max_backoff: float = 1.0,
-        max_failures: int = 8,
-        health_interval: float = 5.0,
-        log_every: float = 10.0,
+        tuning: WriterTuning = DEFAULT_TUNING,
     ) -> None:
         self.store = store
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.buffer_size = buffer_size
+        self.batch_size = cfg.batch_size
+        self.flush_interval = cfg.flush_interval
+        self.buffer_size = cfg.buffer_size
         self.metrics = metrics
-        self.write_timeout = write_timeout  # a safety net above the client's socket timeouts
-        self.max_backoff = max_backoff
-        self.max_failures = max_failures  # a batch Redis keeps rejecting (not unreachable) is given up
-        self.health_interval = health_interval
-        self.log_every = log_every
+        self.write_timeout = tuning.write_timeout
+        self.max_backoff = tuning.max_backoff
+        self.max_failures = tuning.max_failures
+        self.health_interval = tuning.health_interval
+        self.log_every = tuning.log_every
         self.reachable: bool | None = None  # None until the first round trip
         self.written = 0
         self.dropped = 0

@@ -18,7 +18,7 @@ from gateway.errors import GatewayError
 from gateway.governance import keystore as ks
 from gateway.governance.keystore import KeyStore, RuntimeKey, new_secret, rfc3339
 from gateway.pipeline.auth import KeyTable
-from gateway.pipeline.limits import Limiter
+from gateway.pipeline.limits import Limiter, TeamLimits
 from gateway.routes.keys import KeyCreate, KeyPatch, Rotate, _validated, parse_time
 from tests.support.usage import make_record
 
@@ -294,21 +294,21 @@ def test_team_limits_are_shared_by_the_teams_keys() -> None:
         lim = Limiter("", "t:", "allow")
         team = Limits(rpm=3)
         for name in ("a", "b", "a"):
-            adm = await lim.admit(name, Limits(rpm=100), 0, team="payments", team_limits=team)
+            adm = await lim.admit(name, Limits(rpm=100), 0, team=TeamLimits("payments", team))
             lim.settle(adm, 0)
         headers = dict(adm.headers)
         assert headers[b"x-ratelimit-remaining-requests"] == b"0"  # the team's, tighter than the key's 97
         with pytest.raises(GatewayError) as e:
-            await lim.admit("b", Limits(), 0, team="payments", team_limits=team)
+            await lim.admit("b", Limits(), 0, team=TeamLimits("payments", team))
         assert e.value.status == 429 and "team 'payments'" in e.value.message
-        assert (await lim.admit("c", Limits(), 0, team="other", team_limits=team)).key_name == "team:other"
+        assert (await lim.admit("c", Limits(), 0, team=TeamLimits("other", team))).key_name == "team:other"
         # A team with token limits: the key's charge is refunded when the team refuses.
         tokens = Limits(tpm=100)
-        adm = await lim.admit("t1", Limits(tpm=1000), 80, team="tok", team_limits=tokens)
+        adm = await lim.admit("t1", Limits(tpm=1000), 80, team=TeamLimits("tok", tokens))
         lim.settle(adm, 90)
         assert lim.memory.keys["team:tok"].buckets and sum(lim.memory.keys["team:tok"].buckets.values()) == 90
         with pytest.raises(GatewayError):
-            await lim.admit("t1", Limits(tpm=1000), 50, team="tok", team_limits=tokens)
+            await lim.admit("t1", Limits(tpm=1000), 50, team=TeamLimits("tok", tokens))
         assert sum(lim.memory.keys["t1"].buckets.values()) == 90
 
     asyncio.run(run())

@@ -1,4 +1,4 @@
-"""Per-key limits (gateway/pipeline/limits.py): the formats, and the semantics in memory.
+"""Per-key limits (gateway/pipeline/limits/): the formats, and the semantics in memory.
 
 tests/e2e/test_limits_redis.py runs the same semantics tests in a real Redis (``mode`` "redis"), and
 the Redis specifics: key layout, two processes, Redis down or silent, a Redis Cluster.
@@ -19,7 +19,7 @@ import pytest
 
 from gateway.config import Limits
 from gateway.errors import GatewayError
-from gateway.pipeline.limits import EMPTY, Admission, Limiter, format_duration, retry_after
+from gateway.pipeline.limits import EMPTY, Admission, Limiter, LimiterTuning, format_duration, retry_after
 from tests.support import free_port
 from tests.support.redis import REDIS_URL
 
@@ -43,8 +43,10 @@ def run(coro: Awaitable[Any]) -> Any:
 
 
 @asynccontextmanager
-async def limiter(url: str, prefix: str, when_down: str = "allow", **kw: Any) -> AsyncIterator[Limiter]:
-    lim = Limiter(url, prefix, when_down, **kw)
+async def limiter(
+    url: str, prefix: str, when_down: str = "allow", on_failure: Any = None, **tuning: Any
+) -> AsyncIterator[Limiter]:
+    lim = Limiter(url, prefix, when_down, LimiterTuning(**tuning), on_failure=on_failure)
     await lim.start()
     try:
         yield lim

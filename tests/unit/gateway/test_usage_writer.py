@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from gateway.accounting.usage.record import UsageRecord
-from gateway.accounting.usage.writer import UsageWriter
+from gateway.accounting.usage.writer import UsageWriter, WriterTuning
+from gateway.config import UsageConfig
 from tests.support.usage import make_record
 
 
@@ -61,10 +62,11 @@ class FakeMetrics:
         self.dropped += n
 
 
-def writer_for(store: Any, **kw: Any) -> UsageWriter:
+def writer_for(store: Any, metrics: Any = None, **kw: Any) -> UsageWriter:
     opts: dict[str, Any] = {"batch_size": 10, "flush_interval": 0.01, "buffer_size": 1000, "max_backoff": 0.02}
     opts.update(kw)
-    return UsageWriter(store, **opts)
+    sizes = UsageConfig(**{k: opts.pop(k) for k in ("batch_size", "flush_interval", "buffer_size")})
+    return UsageWriter(store, sizes, metrics, WriterTuning(**opts))
 
 
 async def until(cond: Any, timeout: float = 5.0) -> bool:
