@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.apis.base import Endpoint, EventRelay
-from gateway.apis.responses_object import Outcome, ResponseHead, response_object
+from gateway.apis.responses_object import ResponseHead, Snapshot, response_object
 from gateway.apis.responses_stream import ResponsesStream
 from gateway.apis.responses_translate import from_chat, history_of, input_items, stored, to_chat, validate
 from gateway.errors import GatewayError
@@ -251,7 +251,7 @@ class _Relay(EventRelay):
             resp = dict(self.last)
         else:
             head = ResponseHead(ex.body, ex.rid or "resp_unknown", ex.created_at, ex.ctx.model)
-            resp = response_object(head, Outcome("failed", []))
+            resp = response_object(head, Snapshot("failed", []))
         resp["status"] = "failed"
         resp["error"] = {"code": "server_error", "message": err.message}
         self.finished = True

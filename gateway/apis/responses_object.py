@@ -2,8 +2,8 @@
 (``responses_stream``) event by event; here too the pieces both build it from (ids, tool names,
 usage, logprobs).
 
-``response_object`` takes a ``ResponseHead`` (what a Response says from its creation on) and an
-``Outcome`` (what it says now: in progress, or how it ended), so a stream builds its head once.
+``response_object`` takes a ``ResponseHead`` (what a Response says from its creation on) and a
+``Snapshot`` (what it says now: in progress, or how it ended), so a stream builds its head once.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class ResponseHead:
 
 
 @dataclass(slots=True)
-class Outcome:
+class Snapshot:
     """What a Response says at one moment: its status and output so far, and how it ended."""
 
     status: str
@@ -177,7 +177,7 @@ class Outcome:
     service_tier: Any = None  # the provider's, when it named one
 
 
-def response_object(head: ResponseHead, now: Outcome) -> dict:
+def response_object(head: ResponseHead, now: Snapshot) -> dict:
     """A Response object with every field OpenAI always sends, echoing the request's settings."""
     request = head.request
     text = request.get("text") if isinstance(request.get("text"), dict) else {}
@@ -268,7 +268,7 @@ def from_chat(
     status = "incomplete" if reason else "completed"
     if status == "completed" and completed_at is None:
         completed_at = int(time.time())
-    now = Outcome(
+    now = Snapshot(
         status,
         output,
         responses_usage(answer.get("usage")),

@@ -16,8 +16,8 @@ import orjson
 from gateway.apis.responses_object import (
     ERROR_CODES,
     INCOMPLETE,
-    Outcome,
     ResponseHead,
+    Snapshot,
     logprobs_of,
     new_id,
     response_object,
@@ -188,7 +188,7 @@ class ResponsesStream:
         self._service_tier: Any = None
         self._cut = 1 << 62  # items at or past this output index close as incomplete
         self.usage: dict | None = None
-        self.response = response_object(self._head, Outcome("in_progress", []))
+        self.response = response_object(self._head, Snapshot("in_progress", []))
 
     # -- public ------------------------------------------------------------------------------
     def start(self) -> bytes:
@@ -268,7 +268,7 @@ class ResponsesStream:
     def _final(self, status: str, **kw: Any) -> dict:
         usage = responses_usage(self.usage)
         completed_at = int(time.time()) if status == "completed" else None
-        now = Outcome(status, self._output, usage, completed_at=completed_at, service_tier=self._service_tier, **kw)
+        now = Snapshot(status, self._output, usage, completed_at=completed_at, service_tier=self._service_tier, **kw)
         return response_object(self._head, now)
 
     def _add_item(self, out: list[bytes], item: dict) -> int:
