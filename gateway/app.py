@@ -50,7 +50,7 @@ from gateway.pipeline.frame import (
 )
 from gateway.pipeline.limits import Limiter
 from gateway.pipeline.state import State, build_state
-from gateway.routes import files
+from gateway.routes import batches, files, jobs
 from gateway.routes.admin import AdminRoutes, is_public
 from gateway.routes.common import json_response
 from gateway.routes.console import ConsoleRoutes
@@ -58,6 +58,7 @@ from gateway.routes.count_tokens import ROUTE as COUNT_TOKENS
 from gateway.routes.count_tokens import count_tokens
 from gateway.routes.keys import KeysRoutes
 from gateway.routes.models import ModelsRoutes
+from gateway.routes.object_api import ObjectAPI
 from gateway.routes.responses import ResponsesRoutes
 from gateway.routes.usage import UsageRoutes
 from gateway.wire.asgi import Receive, Scope, Send
@@ -129,6 +130,7 @@ class Gateway:
         self.started = time.time()
         self.ready = False
         self.models = ModelsRoutes(self.started)
+        objects = ObjectAPI(self)
         self.router = Starlette(
             routes=[
                 *self.models.routes(),
@@ -136,7 +138,9 @@ class Gateway:
                 *ResponsesRoutes().routes(),
                 *AdminRoutes(self, self.reload).routes(),
                 *KeysRoutes(self).routes(),
-                *files.routes(self),
+                *files.routes(objects),
+                *jobs.routes(objects),
+                *batches.routes(objects),
                 *ConsoleRoutes().routes(),
             ],
             exception_handlers={

@@ -84,6 +84,10 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return GatewayError(400, message, param=param, code=code)
 
 
+def missing(param: str) -> GatewayError:
+    return GatewayError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+
+
 def invalid_api_key() -> GatewayError:
     return GatewayError(
         401,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.wire.asgi import Scope, Send, send_json
-from simulators.openai_responses import STRING_FILL_WORDS, count_words, head_text, json_words, mentions, sample_schema
+from simulators.sampling import STRING_FILL_WORDS, count_words, head_text, json_words, mentions, sample_schema
 
 if TYPE_CHECKING:
     from simulators.server import MockUpstream

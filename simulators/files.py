@@ -2,7 +2,8 @@
 
 Shapes follow OpenAI's API reference (File, FineTuningJob, FineTuningJobEvent, Batch objects and
 their list forms); jobs and batches stay where they were created (``queued``/``validating``) until
-cancelled, so a demo or a test sees a stable lifecycle. Written independently of gateway/files.py.
+cancelled, so a demo or a test sees a stable lifecycle. Written independently of the gateway's
+files routes (gateway/routes/files.py, jobs.py, batches.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.apis.base import Endpoint, EventRelay
-from gateway.apis.responses_stream import ResponsesStream, response_object
+from gateway.apis.responses_object import ResponseHead, Snapshot, response_object
+from gateway.apis.responses_stream import ResponsesStream
 from gateway.apis.responses_translate import from_chat, history_of, input_items, stored, to_chat, validate
 from gateway.errors import GatewayError
 from gateway.routes.objects import Kind, decode_id, encode_id
@@ -252,11 +253,11 @@ class _Relay(EventRelay):
     def fail(self, err: GatewayError) -> bytes:
         """``response.failed`` after the upstream broke off: the stream still ends with a terminal event."""
         ex = self.ex
-        resp = (
-            dict(self.last)
-            if self.last
-            else response_object(ex.body, ex.rid or "resp_unknown", ex.created_at, ex.ctx.model, "failed", [], None)
-        )
+        if self.last:
+            resp = dict(self.last)
+        else:
+            head = ResponseHead(ex.body, ex.rid or "resp_unknown", ex.created_at, ex.ctx.model)
+            resp = response_object(head, Snapshot("failed", []))
         resp["status"] = "failed"
         resp["error"] = {"code": "server_error", "message": err.message}
         self.finished = True

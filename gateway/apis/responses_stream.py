@@ -1,198 +1,32 @@
-"""Chat Completions stream -> Responses API stream, plus the helpers both directions share.
+"""Chat Completions stream -> Responses API stream.
 
 ``ResponsesStream`` turns ``chat.completion.chunk`` dicts into Responses server-sent events in
 OpenAI's order and shape (the openai SDK's ``ResponseStreamEvent`` models are the oracle). Events
 go out as the chunks come in: nothing is buffered beyond the text needed for the ``.done`` events.
+The Response object and the pieces both directions share are in ``responses_object``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import orjson
 
-# Codes the SDK's ``ResponseError.code`` accepts; anything else is reported as ``server_error``.
-_CODES = (
-    "server_error rate_limit_exceeded invalid_prompt data_residency_mismatch bio_policy misalignment_policy_violation "
-    "vector_store_timeout invalid_image invalid_image_format invalid_base64_image invalid_image_url image_too_large "
-    "image_too_small image_parse_error image_content_policy_violation invalid_image_mode image_file_too_large "
-    "unsupported_image_media_type empty_image_file failed_to_download_image image_file_not_found"
+from gateway.apis.responses_object import (
+    ERROR_CODES,
+    INCOMPLETE,
+    ResponseHead,
+    Snapshot,
+    logprobs_of,
+    new_id,
+    response_object,
+    responses_usage,
+    tool_call_item,
+    tool_catalog,
+    unwrap_custom_input,
+    wants_logprobs,
 )
-ERROR_CODES = frozenset(_CODES.split())
-_SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority", "fast", "ultrafast"))
-# Chat finish reasons that leave the response incomplete, with the Responses reason.
-INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
-LOGPROBS_INCLUDE = "message.output_text.logprobs"
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{os.urandom(24).hex()}"
-
-
-def _int(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else 0
-
-
-def chat_tool_name(namespace: str | None, name: str) -> str:
-    """The flat chat name of a tool; namespaced tools get their namespace as a prefix.
-
-    Codex names MCP namespaces ``mcp__server__`` so plain concatenation gives the flat name models know;
-    other namespaces are joined with ``__`` to keep within chat's ``[a-zA-Z0-9_-]`` names.
-    """
-    if not namespace:
-        return name
-    return namespace + name if namespace.endswith("_") else f"{namespace}__{name}"
-
-
-def tool_catalog(request: dict) -> dict[str, tuple[str | None, str, str]]:
-    """chat tool name -> (namespace, Responses name, "function"|"custom") for the request's own tools.
-
-    Includes tools carried by ``additional_tools`` input items, so answers can be mapped back.
-    """
-    catalog: dict[str, tuple[str | None, str, str]] = {}
-
-    def add(tools: Any) -> None:
-        for tool in tools if isinstance(tools, list) else ():
-            if not isinstance(tool, dict):
-                continue
-            kind, name = tool.get("type"), tool.get("name")
-            if kind in ("function", "custom") and isinstance(name, str):
-                catalog[name] = (None, name, kind)
-            elif kind == "namespace" and isinstance(name, str):
-                for inner in tool.get("tools") or ():
-                    if isinstance(inner, dict) and inner.get("type") in ("function", "custom"):
-                        iname = inner.get("name")
-                        if isinstance(iname, str):
-                            catalog[chat_tool_name(name, iname)] = (name, iname, inner["type"])
-
-    add(request.get("tools"))
-    items = request.get("input")
-    if isinstance(items, list):
-        for item in items:
-            if isinstance(item, dict) and item.get("type") == "additional_tools":
-                add(item.get("tools"))
-    return catalog
-
-
-def unwrap_custom_input(arguments: str) -> str:
-    """The ``input`` string of ``{"input": ...}`` arguments; a model that sent anything else gets it verbatim."""
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        return arguments
-    if isinstance(value, dict) and isinstance(value.get("input"), str):
-        return value["input"]
-    return arguments
-
-
-def responses_usage(usage: Any) -> dict:
-    """Chat usage -> Responses usage; always an object (zeros when the provider sent none)."""
-    u = usage if isinstance(usage, dict) else {}
-    ptd = u.get("prompt_tokens_details") if isinstance(u.get("prompt_tokens_details"), dict) else {}
-    ctd = u.get("completion_tokens_details") if isinstance(u.get("completion_tokens_details"), dict) else {}
-    inp, out = _int(u.get("prompt_tokens")), _int(u.get("completion_tokens"))
-    total = u.get("total_tokens")
-    return {
-        "input_tokens": inp,
-        # cache_write_tokens is required by the SDK's model; the chat form only knows it when a provider says.
-        "input_tokens_details": {
-            "cached_tokens": _int(ptd.get("cached_tokens")),
-            "cache_write_tokens": _int(ptd.get("cache_write_tokens")),
-        },
-        "output_tokens": out,
-        "output_tokens_details": {"reasoning_tokens": _int(ctd.get("reasoning_tokens"))},
-        "total_tokens": total if _int(total) else inp + out,
-    }
-
-
-def logprobs_of(chat_logprobs: Any) -> list[dict]:
-    """Chat ``choice.logprobs`` -> the ``logprobs`` of an ``output_text`` part (bytes must be a list)."""
-    content = chat_logprobs.get("content") if isinstance(chat_logprobs, dict) else None
-    if not isinstance(content, list):
-        return []
-    out = []
-    for lp in content:
-        if not isinstance(lp, dict):
-            continue
-        top = [
-            {"token": t.get("token", ""), "logprob": t.get("logprob", 0.0), "bytes": t.get("bytes") or []}
-            for t in lp.get("top_logprobs") or ()
-            if isinstance(t, dict)
-        ]
-        out.append(
-            {
-                "token": lp.get("token", ""),
-                "logprob": lp.get("logprob", 0.0),
-                "bytes": lp.get("bytes") or [],
-                "top_logprobs": top,
-            }
-        )
-    return out
-
-
-def wants_logprobs(request: dict) -> bool:
-    include = request.get("include")
-    return _int(request.get("top_logprobs")) > 0 or (isinstance(include, list) and LOGPROBS_INCLUDE in include)
-
-
-def response_object(
-    request: dict,
-    resp_id: str,
-    created_at: int,
-    model: str,
-    status: str,
-    output: list,
-    usage: dict | None,
-    *,
-    incomplete_reason: str | None = None,
-    error: dict | None = None,
-    completed_at: int | None = None,
-    service_tier: Any = None,
-) -> dict:
-    """A Response object with every field OpenAI always sends, echoing the request's settings."""
-    text = request.get("text") if isinstance(request.get("text"), dict) else {}
-    reasoning = request.get("reasoning") if isinstance(request.get("reasoning"), dict) else {}
-    tier = service_tier if service_tier in _SERVICE_TIERS else request.get("service_tier")
-    resp: dict[str, Any] = {
-        "id": resp_id,
-        "object": "response",
-        "created_at": created_at,
-        "status": status,
-        "background": False,
-        "error": error,
-        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
-        "instructions": request.get("instructions"),
-        "max_output_tokens": request.get("max_output_tokens"),
-        "max_tool_calls": request.get("max_tool_calls"),
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": request.get("parallel_tool_calls") is not False,
-        "previous_response_id": request.get("previous_response_id"),
-        "prompt_cache_key": request.get("prompt_cache_key"),
-        "reasoning": {
-            "effort": reasoning.get("effort"),
-            "summary": reasoning.get("summary") or reasoning.get("generate_summary"),
-        },
-        "safety_identifier": request.get("safety_identifier"),
-        "service_tier": tier if tier in _SERVICE_TIERS else "default",
-        "store": request.get("store") is not False,
-        "temperature": request["temperature"] if request.get("temperature") is not None else 1.0,
-        "text": {"format": text.get("format") or {"type": "text"}, "verbosity": text.get("verbosity") or "medium"},
-        "tool_choice": request.get("tool_choice") if request.get("tool_choice") is not None else "auto",
-        "tools": request.get("tools") or [],
-        "top_logprobs": _int(request.get("top_logprobs")),
-        "top_p": request["top_p"] if request.get("top_p") is not None else 1.0,
-        "truncation": request.get("truncation") or "disabled",
-        "usage": usage,
-        "user": request.get("user"),
-        "metadata": request.get("metadata") or {},
-    }
-    if completed_at is not None:
-        resp["completed_at"] = completed_at
-    return resp
-
 
 _WS = " \t\r\n"
 _PREFIX = ("{", '"input"', ":", '"')  # the opening of {"input": "...", optional whitespace between
@@ -327,15 +161,12 @@ class ResponsesStream:
     __slots__ = (
         "_calls",
         "_catalog",
-        "_created_at",
         "_cut",
         "_finish_reason",
-        "_id",
+        "_head",
         "_logprobs",
-        "_model",
         "_open",
         "_output",
-        "_request",
         "_seq",
         "_service_tier",
         "_started",
@@ -345,10 +176,7 @@ class ResponsesStream:
     )
 
     def __init__(self, request: dict, resp_id: str, created_at: int, model: str) -> None:
-        self._request = request
-        self._id = resp_id
-        self._created_at = created_at
-        self._model = model
+        self._head = ResponseHead(request, resp_id, created_at, model)
         self._seq = 0
         self._started = self._terminal = False
         self._output: list[dict] = []
@@ -360,7 +188,7 @@ class ResponsesStream:
         self._service_tier: Any = None
         self._cut = 1 << 62  # items at or past this output index close as incomplete
         self.usage: dict | None = None
-        self.response = response_object(request, resp_id, created_at, model, "in_progress", [], None)
+        self.response = response_object(self._head, Snapshot("in_progress", []))
 
     # -- public ------------------------------------------------------------------------------
     def start(self) -> bytes:
@@ -440,10 +268,8 @@ class ResponsesStream:
     def _final(self, status: str, **kw: Any) -> dict:
         usage = responses_usage(self.usage)
         completed_at = int(time.time()) if status == "completed" else None
-        return response_object(
-            self._request, self._id, self._created_at, self._model, status, self._output, usage,
-            completed_at=completed_at, service_tier=self._service_tier, **kw,
-        )  # fmt: skip
+        now = Snapshot(status, self._output, usage, completed_at=completed_at, service_tier=self._service_tier, **kw)
+        return response_object(self._head, now)
 
     def _add_item(self, out: list[bytes], item: dict) -> int:
         index = len(self._output)
@@ -548,18 +374,11 @@ class ResponsesStream:
 
     def _make_item(self, call: _Call) -> dict:
         """Builds the call's output item and takes its output index (no event)."""
-        ns, name, kind = self._catalog.get(call.name or "", (None, call.name or "", "function"))
-        call.kind = kind
-        call_id = call.call_id or new_id("call")
-        if kind == "custom":
-            item = {"id": new_id("ctc"), "type": "custom_tool_call", "status": "in_progress", "call_id": call_id}
-            item.update(name=name, input="")
+        tool = self._catalog.get(call.name or "", (None, call.name or "", "function"))
+        call.kind = tool[2]
+        if call.kind == "custom":
             call.unwrapper = _InputUnwrapper()
-        else:
-            item = {"id": new_id("fc"), "type": "function_call", "status": "in_progress", "call_id": call_id}
-            item.update(name=name, arguments="")
-        if ns:
-            item["namespace"] = ns
+        item = tool_call_item(tool, call.call_id or new_id("call"), "in_progress", "")
         call.item, call.index = item, len(self._output)
         call.ids = {"item_id": item["id"], "output_index": call.index}
         self._output.append(item)

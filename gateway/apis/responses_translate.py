@@ -1,31 +1,23 @@
 """OpenAI Responses API <-> Chat Completions ("the chat form"), for providers that do not speak Responses.
 
-Pure functions, no I/O. ``validate`` checks what the gateway interprets, ``to_chat`` builds the chat
-request, ``from_chat`` and ``ResponsesStream`` build the Response (the oracle for every shape is the
-openai SDK's ``openai.types.responses`` models), ``input_items``/``stored``/``history_of`` keep what
-``previous_response_id`` and ``input_items.list`` need.
+Pure functions, no I/O. ``validate`` (in ``responses_validate``) checks what the gateway interprets,
+``to_chat`` builds the chat request, ``from_chat`` (in ``responses_object``) and ``ResponsesStream``
+build the Response (the oracle for every shape is the openai SDK's ``openai.types.responses`` models),
+``input_items``/``stored``/``history_of`` keep what ``previous_response_id`` and
+``input_items.list`` need.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 
-from gateway.apis.responses_stream import (
-    INCOMPLETE,
-    ResponsesStream,
-    chat_tool_name,
-    logprobs_of,
-    new_id,
-    response_object,
-    responses_usage,
-    tool_catalog,
-    unwrap_custom_input,
-    wants_logprobs,
-)
-from gateway.errors import GatewayError
+from gateway.apis.responses_object import chat_tool_name, from_chat, new_id, tool_catalog, wants_logprobs
+from gateway.apis.responses_stream import ResponsesStream
+from gateway.apis.responses_validate import bad, enum_error, required, validate
+from gateway.errors import GatewayError, missing
+from gateway.pipeline.validate import type_error
 
 __all__ = [
     "ResponsesStream",
@@ -37,172 +29,7 @@ __all__ = [
     "validate",
 ]
 
-_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")  # "max": the SDK's ReasoningEffort has it
-_SUMMARIES = ("auto", "concise", "detailed")
-_FORMATS = ("text", "json_object", "json_schema")
-_TOOL_CHOICES = ("none", "auto", "required")
 _ROLES = ("user", "assistant", "system", "developer")
-
-
-# -- validate ---------------------------------------------------------------------------------
-def _got(v: Any) -> str:
-    if v is None:
-        return "null"
-    for t, name in ((bool, "a boolean"), (int, "an integer"), (float, "a decimal"), (str, "a string")):
-        if isinstance(v, t):
-            return name
-    return "an array" if isinstance(v, list) else "an object" if isinstance(v, dict) else "an unknown type"
-
-
-def _bad(param: str, message: str, code: str = "invalid_value") -> GatewayError:
-    return GatewayError(400, message, param=param, code=code)
-
-
-def _type(param: str, expected: str, v: Any) -> GatewayError:
-    return _bad(param, f"Invalid type for '{param}': expected {expected}, but got {_got(v)} instead.", "invalid_type")
-
-
-def _missing(param: str) -> GatewayError:
-    return _bad(param, f"Missing required parameter: '{param}'.", "missing_required_parameter")
-
-
-def _enum(param: str, v: Any, allowed: tuple[str, ...]) -> GatewayError:
-    quoted = [f"'{a}'" for a in allowed]
-    listed = ", ".join(quoted[:-1]) + f", and {quoted[-1]}" if len(quoted) > 2 else " and ".join(quoted)
-    return _bad(param, f"Invalid value: {v!r}. Supported values are: {listed}.")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(body: dict, param: str, lo: float, hi: float) -> None:
-    v = body.get(param)
-    if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _type(param, "a number", v)
-    if not lo <= v <= hi:
-        side, bound = ("below minimum", f">= {lo:g}") if v < lo else ("above maximum", f"<= {hi:g}")
-        kind = "integer" if _is_int(v) else "decimal"
-        raise _bad(param, f"Invalid '{param}': {kind} {side} value. Expected a value {bound}, but got {v:g} instead.")
-
-
-def _optional(body: dict, param: str, kind: type, expected: str, prefix: str = "") -> Any:
-    v = body.get(param)
-    if v is not None and (not isinstance(v, kind) or (kind is int and isinstance(v, bool))):
-        raise _type(prefix + param, expected, v)
-    return v
-
-
-def validate(body: dict) -> None:
-    """Raises ``GatewayError(400)`` in OpenAI's wording for the first bad field the gateway interprets."""
-    if body.get("model") is None:
-        raise _missing("model")
-    _optional(body, "model", str, "a string")
-    inp = body.get("input")
-    if inp is None:
-        if body.get("previous_response_id") is None:
-            raise _missing("input")
-    elif isinstance(inp, list):
-        for i, item in enumerate(inp):
-            if not isinstance(item, dict):
-                raise _type(f"input[{i}]", "an object", item)
-    elif not isinstance(inp, str):
-        raise _type("input", "a string or an array of input items", inp)
-    for param in ("instructions", "previous_response_id", "user", "safety_identifier"):
-        _optional(body, param, str, "a string")
-    for param in ("stream", "store", "parallel_tool_calls", "background"):
-        _optional(body, param, bool, "a boolean")
-    tools = _optional(body, "tools", list, "an array")
-    for i, tool in enumerate(tools or ()):
-        if not isinstance(tool, dict):
-            raise _type(f"tools[{i}]", "an object", tool)
-        if tool.get("type") is None:
-            raise _missing(f"tools[{i}].type")
-        _optional(tool, "type", str, "a string", f"tools[{i}].")
-    choice = body.get("tool_choice")
-    if isinstance(choice, str):
-        if choice not in _TOOL_CHOICES:
-            raise _enum("tool_choice", choice, _TOOL_CHOICES)
-    elif choice is not None:
-        if not isinstance(choice, dict):
-            raise _type("tool_choice", "a string or an object", choice)
-        if not isinstance(choice.get("type"), str):
-            raise (
-                _missing("tool_choice.type")
-                if choice.get("type") is None
-                else _type("tool_choice.type", "a string", choice["type"])
-            )
-    mot = _optional(body, "max_output_tokens", int, "an integer")
-    if mot is not None and mot < 16:
-        raise _bad(
-            "max_output_tokens",
-            f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {mot} instead.",
-        )
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1)
-    if _optional(body, "top_logprobs", int, "an integer") is not None:
-        _number(body, "top_logprobs", 0, 20)
-    _validate_text(body)
-    _validate_reasoning(body)
-    _validate_metadata(body)
-    include = _optional(body, "include", list, "an array")
-    for i, v in enumerate(include or ()):
-        if not isinstance(v, str):
-            raise _type(f"include[{i}]", "a string", v)
-
-
-def _validate_text(body: dict) -> None:
-    text = _optional(body, "text", dict, "an object")
-    fmt = _optional(text or {}, "format", dict, "an object", "text.")
-    if fmt is None:
-        return
-    kind = fmt.get("type")
-    if kind is None:
-        raise _missing("text.format.type")
-    if kind not in _FORMATS:
-        raise _enum("text.format.type", kind, _FORMATS)
-    if kind == "json_schema":
-        if fmt.get("name") is None:
-            raise _missing("text.format.name")
-        _optional(fmt, "name", str, "a string", "text.format.")
-        if fmt.get("schema") is None:
-            raise _missing("text.format.schema")
-        _optional(fmt, "schema", dict, "an object", "text.format.")
-        _optional(fmt, "strict", bool, "a boolean", "text.format.")
-
-
-def _validate_reasoning(body: dict) -> None:
-    reasoning = _optional(body, "reasoning", dict, "an object")
-    if reasoning is None:
-        return
-    effort = reasoning.get("effort")
-    if effort is not None and effort not in _EFFORTS:
-        raise _enum("reasoning.effort", effort, _EFFORTS)
-    for key in ("summary", "generate_summary"):
-        v = reasoning.get(key)
-        if v is not None and v not in _SUMMARIES:
-            raise _enum(f"reasoning.{key}", v, _SUMMARIES)
-
-
-def _validate_metadata(body: dict) -> None:
-    meta = _optional(body, "metadata", dict, "an object")
-    if meta is None:
-        return
-    if len(meta) > 16:
-        raise _bad(
-            "metadata",
-            "Invalid 'metadata': too many properties. Expected an object with at most 16 properties, "
-            f"but got an object with {len(meta)} properties instead.",
-        )
-    for k, v in meta.items():
-        if len(k) > 64:
-            raise _bad("metadata", f"Invalid 'metadata': key {k[:20]!r}... is longer than 64 characters.")
-        if not isinstance(v, str):
-            raise _type(f"metadata.{k}", "a string", v)
-        if len(v) > 512:
-            raise _bad(f"metadata.{k}", f"Invalid 'metadata.{k}': string too long. Expected at most 512 characters.")
 
 
 # -- input items ------------------------------------------------------------------------------
@@ -265,7 +92,7 @@ def _message_item(role: str, content: list[dict]) -> dict:
 def _unsupported(
     param: str, what: str, provider: str, hint: str = "", code: str = "unsupported_parameter"
 ) -> GatewayError:
-    return _bad(param, f"{what} is not supported by provider '{provider}'{': ' + hint if hint else '.'}", code)
+    return bad(param, f"{what} is not supported by provider '{provider}'{': ' + hint if hint else '.'}", code)
 
 
 class _Messages:
@@ -292,7 +119,7 @@ class _Messages:
 
     def item(self, item: Any, param: str) -> None:
         if not isinstance(item, dict):
-            raise _type(param, "an object", item)
+            raise type_error(param, "an object", item)
         kind = item.get("type", "message")
         if kind == "message":
             self.message(item, param)
@@ -301,9 +128,7 @@ class _Messages:
         elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = item.get("call_id")
             if not isinstance(call_id, str):
-                raise (
-                    _missing(f"{param}.call_id") if call_id is None else _type(f"{param}.call_id", "a string", call_id)
-                )
+                raise required(f"{param}.call_id", "a string", call_id)
             self.add({"role": "tool", "tool_call_id": call_id, "content": self.tool_output(item.get("output"), param)})
         elif kind == "reasoning":
             pass  # the model's own earlier reasoning: chat providers cannot take it back
@@ -316,25 +141,21 @@ class _Messages:
     def message(self, item: dict, param: str) -> None:
         role = item.get("role")
         if role not in _ROLES:
-            raise _missing(f"{param}.role") if role is None else _enum(f"{param}.role", role, _ROLES)
+            raise missing(f"{param}.role") if role is None else enum_error(f"{param}.role", role, _ROLES)
         content = item.get("content")
         if isinstance(content, str):
             parts: list[dict] = [{"type": "text", "text": content}]
         elif isinstance(content, list):
             parts = [self.part(p, f"{param}.content[{j}]") for j, p in enumerate(content)]
         else:
-            raise (
-                _missing(f"{param}.content")
-                if content is None
-                else _type(f"{param}.content", "a string or an array", content)
-            )
+            raise required(f"{param}.content", "a string or an array", content)
         texts = [p["text"] for p in parts if p["type"] == "text"]
         if role == "user":
             # One text part is sent as a plain string, which every chat server takes.
             self.add({"role": "user", "content": texts[0] if len(parts) == 1 and texts else parts})
             return
         if len(texts) != len(parts):
-            raise _bad(f"{param}.content", f"Images are only supported in 'user' messages, not in '{role}' messages.")
+            raise bad(f"{param}.content", f"Images are only supported in 'user' messages, not in '{role}' messages.")
         if role == "assistant":
             self.add({"role": "assistant", "content": "".join(texts)})
         else:
@@ -343,12 +164,12 @@ class _Messages:
 
     def part(self, p: Any, param: str) -> dict:
         if not isinstance(p, dict):
-            raise _type(param, "an object", p)
+            raise type_error(param, "an object", p)
         kind = p.get("type")
         if kind in ("input_text", "output_text", "text"):
             text = p.get("text")
             if not isinstance(text, str):
-                raise _type(f"{param}.text", "a string", text)
+                raise type_error(f"{param}.text", "a string", text)
             return {"type": "text", "text": text}
         if kind == "refusal":
             return {"type": "text", "text": p.get("refusal") or ""}
@@ -362,7 +183,7 @@ class _Messages:
             if p.get("file_id") is not None:
                 hint = "send the image as 'image_url' (a URL or a data URL)."
                 raise _unsupported(f"{param}.file_id", "An image given by 'file_id'", self.provider, hint)
-            raise _missing(f"{param}.image_url")
+            raise missing(f"{param}.image_url")
         if kind == "input_file":
             raise _unsupported(param, "'input_file' content", self.provider, code="unsupported_value")
         raise _unsupported(param, f"The content type '{kind}'", self.provider, code="unsupported_value")
@@ -371,7 +192,7 @@ class _Messages:
         fields = ("call_id", "name", "arguments") if kind == "function_call" else ("call_id", "name", "input")
         for f in fields:
             if not isinstance(item.get(f), str):
-                raise _missing(f"{param}.{f}") if item.get(f) is None else _type(f"{param}.{f}", "a string", item[f])
+                raise required(f"{param}.{f}", "a string", item.get(f))
         name = chat_tool_name(item.get("namespace"), item["name"])
         args = item["arguments"] if kind == "function_call" else orjson.dumps({"input": item["input"]}).decode()
         tc = {"id": item["call_id"], "type": "function", "function": {"name": name, "arguments": args}}
@@ -385,11 +206,7 @@ class _Messages:
         if isinstance(output, str):
             return output
         if not isinstance(output, list):
-            raise (
-                _missing(f"{param}.output")
-                if output is None
-                else _type(f"{param}.output", "a string or an array", output)
-            )
+            raise required(f"{param}.output", "a string or an array", output)
         texts = []
         for j, p in enumerate(output):
             part = self.part(p, f"{param}.output[{j}]")
@@ -436,15 +253,15 @@ def _chat_tools(groups: list[tuple[str, list]], provider: str) -> dict[str, dict
     for param, tools in groups:
         for i, tool in enumerate(tools if isinstance(tools, list) else ()):
             if not isinstance(tool, dict):
-                raise _type(f"{param}[{i}]", "an object", tool)
+                raise type_error(f"{param}[{i}]", "an object", tool)
             inner_tools = tool.get("tools") if tool.get("type") == "namespace" else None
             ns = tool.get("name") if inner_tools is not None else None
             for j, inner in enumerate(inner_tools if isinstance(inner_tools, list) else [tool]):
                 where = f"{param}[{i}].tools[{j}]" if inner_tools is not None else f"{param}[{i}]"
                 if not isinstance(inner, dict):
-                    raise _type(where, "an object", inner)
+                    raise type_error(where, "an object", inner)
                 if inner.get("type") in ("function", "custom") and not isinstance(inner.get("name"), str):
-                    raise _missing(f"{where}.name")
+                    raise missing(f"{where}.name")
                 name = chat_tool_name(ns, inner.get("name") or "")
                 out[name] = _chat_function(name, inner, param, provider)
     return out
@@ -528,75 +345,6 @@ def _refuse_untranslatable(body: dict, provider: str) -> None:
             raise _unsupported(param, f"The parameter '{param}'", provider)
     if body.get("service_tier") not in (None, "auto", "default"):
         raise _unsupported("service_tier", f"The service tier {body['service_tier']!r}", provider)
-
-
-# -- from_chat --------------------------------------------------------------------------------
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # a few servers answer with parts
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
-    return ""
-
-
-def from_chat(
-    answer: dict, request: dict, resp_id: str, created_at: int, model: str, *, completed_at: int | None = None
-) -> dict:
-    """A Chat Completions answer -> the complete Response object (``model`` is the name the client asked for)."""
-    choices = answer.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    reason = INCOMPLETE.get(choice.get("finish_reason") or "")
-    output: list[dict] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        output.append(
-            {"id": new_id("rs"), "type": "reasoning", "summary": [{"type": "summary_text", "text": reasoning}]}
-        )
-    content: list[dict] = []
-    text = _text_of(message.get("content"))
-    if text:
-        lps = logprobs_of(choice.get("logprobs")) if wants_logprobs(request) else []
-        content.append({"type": "output_text", "annotations": [], "logprobs": lps, "text": text})
-    if isinstance(message.get("refusal"), str) and message["refusal"]:
-        content.append({"type": "refusal", "refusal": message["refusal"]})
-    if content:
-        output.append(
-            {"id": new_id("msg"), "type": "message", "status": "completed", "content": content, "role": "assistant"}
-        )
-    catalog = tool_catalog(request)
-    for tc in message.get("tool_calls") or ():
-        fn = tc.get("function") if isinstance(tc, dict) and isinstance(tc.get("function"), dict) else {}
-        chat_name = fn.get("name") if isinstance(fn.get("name"), str) else ""
-        ns, name, kind = catalog.get(chat_name, (None, chat_name, "function"))
-        args = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
-        call_id = tc.get("id") or new_id("call")
-        if kind == "custom":
-            item = {"id": new_id("ctc"), "type": "custom_tool_call", "status": "completed", "call_id": call_id}
-            item.update(name=name, input=unwrap_custom_input(args))
-        else:
-            item = {"id": new_id("fc"), "type": "function_call", "status": "completed", "call_id": call_id}
-            item.update(name=name, arguments=args)
-        if ns:
-            item["namespace"] = ns
-        output.append(item)
-    if reason and output and output[-1]["type"] != "reasoning":
-        output[-1]["status"] = "incomplete"  # the item the cut fell in
-    status = "incomplete" if reason else "completed"
-    if status == "completed" and completed_at is None:
-        completed_at = int(time.time())
-    return response_object(
-        request,
-        resp_id,
-        created_at,
-        model,
-        status,
-        output,
-        responses_usage(answer.get("usage")),
-        incomplete_reason=reason,
-        completed_at=completed_at if status == "completed" else None,
-        service_tier=answer.get("service_tier"),
-    )
 
 
 # -- previous_response_id ---------------------------------------------------------------------

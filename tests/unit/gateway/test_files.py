@@ -1,33 +1,25 @@
-"""Unit tests of the files/fine-tuning/batches relay (gateway/routes/files.py): multipart scanning, validation.
+"""Unit tests of the files relay (gateway/routes/files.py, jobs.py, object_api.py): the upload stream, validation,
+where the APIs live.
 
-Multipart bodies are encoded by httpx and aiohttp, not by us.
+Multipart bodies are encoded by httpx and aiohttp, not by us (tests/support/multipart.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
-import aiohttp
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError
-from gateway.routes.files import (
-    HEAD_MAX,
-    MAX_FIELD,
-    FilesTarget,
-    MultipartScanner,
-    Upload,
-    check_job_params,
-    check_purpose,
-    multipart_boundary,
-    object_path,
-)
+from gateway.routes.files import Upload, check_purpose
+from gateway.routes.jobs import check_job_params
+from gateway.routes.object_api import FilesTarget, object_path
 from gateway.wire.asgi import ClientGone
+from gateway.wire.multipart import HEAD_MAX, multipart_boundary
+from tests.support.multipart import aiohttp_body, drain, httpx_body, receiver, split
 
 # -- object paths -----------------------------------------------------------------------------------
 
@@ -35,109 +27,6 @@ from gateway.wire.asgi import ClientGone
 def test_object_paths_quote_the_upstream_id() -> None:
     assert object_path("/files", "file-abc123", "/content") == "/files/file-abc123/content"
     assert object_path("/files", "a:b=c") == "/files/a%3Ab%3Dc"
-
-
-# -- multipart ---------------------------------------------------------------------------------------
-def httpx_body(files_first: bool = False, **fields: Any) -> tuple[bytes, str]:
-    """A multipart body as httpx (the OpenAI SDK's transport) encodes it."""
-    data = {k: v for k, v in fields.items() if not isinstance(v, tuple)}
-    files = {k: v for k, v in fields.items() if isinstance(v, tuple)}
-    req = httpx.Request("POST", "http://x/v1/files", data=data, files=files)
-    return req.read(), req.headers["content-type"]
-
-
-def aiohttp_body(parts: list[tuple[str, bytes, str | None]]) -> tuple[bytes, str]:
-    """A multipart body in the given part order, as aiohttp encodes it."""
-
-    async def encode() -> tuple[bytes, str]:
-        form = aiohttp.FormData(default_to_multipart=True)
-        for name, value, filename in parts:
-            if filename is None:
-                form.add_field(name, value.decode())
-            else:
-                form.add_field(name, value, filename=filename, content_type="application/jsonl")
-        payload = form()
-
-        class Sink:
-            def __init__(self) -> None:
-                self.out = bytearray()
-
-            async def write(self, b: bytes) -> None:
-                self.out += b
-
-        sink = Sink()
-        await payload.write(sink)  # type: ignore[arg-type]
-        return bytes(sink.out), payload.content_type
-
-    return asyncio.run(encode())
-
-
-def scan(body: bytes, content_type: str, step: int) -> MultipartScanner:
-    boundary = multipart_boundary(content_type)
-    assert boundary is not None
-    s = MultipartScanner(boundary)
-    for i in range(0, len(body), step):
-        s.feed(body[i : i + step])
-    s.finish()
-    return s
-
-
-@pytest.mark.parametrize("step", [1, 2, 7, 64, 1000, 1 << 20])
-def test_scanner_reads_an_sdk_upload_in_any_chunking(step: int) -> None:
-    content = b'{"messages": []}\r\n--not-the-boundary\r\n' * 50 + os.urandom(3000)
-    body, ct = httpx_body(purpose="fine-tune", file=("mydata.jsonl", content, "application/jsonl"))
-    s = scan(body, ct, step)
-    assert s.fields == {"purpose": b"fine-tune"}
-    assert s.file_parts == ["file"]
-    assert s.done
-
-
-@pytest.mark.parametrize("step", [1, 5, 333])
-def test_scanner_finds_purpose_after_the_file(step: int) -> None:
-    body, ct = aiohttp_body([("file", b"x" * 5000, "a.jsonl"), ("purpose", b"batch", None)])
-    s = scan(body, ct, step)
-    assert s.fields == {"purpose": b"batch"} and s.file_parts == ["file"]
-
-
-def test_scanner_keeps_only_a_bounded_field_value() -> None:
-    body, ct = httpx_body(purpose="p" * (MAX_FIELD * 3), file=("a", b"x", "text/plain"))
-    s = scan(body, ct, 4096)
-    assert len(s.fields["purpose"]) == MAX_FIELD + 1
-
-
-def test_scanner_refuses_malformed_bodies() -> None:
-    body, ct = httpx_body(purpose="batch", file=("a", b"x", "text/plain"))
-    boundary = multipart_boundary(ct)
-    assert boundary is not None
-    cut = MultipartScanner(boundary)
-    cut.feed(body[:-10])
-    with pytest.raises(GatewayError) as e:
-        cut.finish()
-    assert e.value.status == 400 and e.value.code == "invalid_multipart"
-    bad = MultipartScanner(boundary)
-    with pytest.raises(GatewayError):
-        bad.feed(b"--" + boundary + b"\r\nX-No-Disposition: 1\r\n\r\nv\r\n--" + boundary + b"--\r\n")
-    garbage = MultipartScanner(boundary)
-    with pytest.raises(GatewayError):
-        garbage.feed(b"--" + boundary + b"XX" + b"y" * 10)
-    huge_headers = MultipartScanner(boundary)
-    with pytest.raises(GatewayError):
-        huge_headers.feed(b"--" + boundary + b"\r\n" + b"h" * 20000)
-
-
-@pytest.mark.parametrize(
-    ("content_type", "boundary"),
-    [
-        ("multipart/form-data; boundary=abc", b"abc"),
-        ('multipart/form-data; boundary="a b:c"', b"a b:c"),
-        ("Multipart/Form-Data;charset=utf-8;BOUNDARY=xyz", b"xyz"),
-        ("application/json", None),
-        ("multipart/mixed; boundary=abc", None),
-        ("multipart/form-data", None),
-    ],
-)
-def test_boundary_from_content_type(content_type: str, boundary: bytes | None) -> None:
-    assert multipart_boundary(content_type) == boundary
 
 
 @pytest.mark.parametrize("purpose", ["assistants", "batch", "fine-tune", "vision"])
@@ -153,28 +42,6 @@ def test_other_purposes_are_400_with_param(purpose: str) -> None:
 
 
 # -- the upload stream ---------------------------------------------------------------------------------
-def receiver(chunks: list[bytes], disconnect_after: int | None = None) -> Any:
-    msgs = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
-    if disconnect_after is not None:
-        msgs = [*msgs[:disconnect_after], {"type": "http.disconnect"}]
-    it = iter(msgs)
-
-    async def receive() -> dict[str, Any]:
-        return next(it)
-
-    return receive
-
-
-def split(body: bytes, n: int) -> list[bytes]:
-    return [body[i : i + n] for i in range(0, len(body), n)]
-
-
-async def drain(up: Upload) -> tuple[list[bytes], list[bytes]]:
-    head = await up.head()
-    out = [c async for c in up.stream(head)]
-    return head, out
-
-
 def test_upload_holds_back_only_the_head_until_purpose_is_valid() -> None:
     body, ct = httpx_body(purpose="batch", file=("a.jsonl", b"z" * 100_000, "application/jsonl"))
     up = Upload(receiver(split(body, 1000)), multipart_boundary(ct) or b"", 1 << 20)

@@ -16,7 +16,8 @@ import pytest
 from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from simulators.openai_responses import MAX_OUTPUT_WORDS, ResponsesSimulator, ResponsesStore, sample_schema
+from simulators.openai_responses import MAX_OUTPUT_WORDS, ResponsesSimulator, ResponsesStore
+from simulators.sampling import sample_schema
 from simulators.server import MockUpstream
 from tests.unit.simulators import BASE, http_client
 
