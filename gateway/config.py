@@ -11,7 +11,7 @@ import difflib
 import hashlib
 import os
 import re
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -19,6 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from gateway.governance.cost import amount
 from providers.registry import KINDS, RESERVED_KINDS, capabilities, kinds_with
 
 DEMO_KEY = "sk-switchyard-demo"
@@ -48,14 +49,7 @@ def _usd(v: Any, places: str) -> Any:
     """Money in the config: a number >= 0 with at most 6 decimals (whole micro-dollars / pico-dollars)."""
     if v is None:
         return v
-    if isinstance(v, bool) or not isinstance(v, int | float | str):
-        raise ValueError("must be a number")
-    try:
-        d = Decimal(str(v))
-    except InvalidOperation:
-        raise ValueError("must be a number") from None
-    if not d.is_finite() or d < 0:
-        raise ValueError("must be a number >= 0")
+    d = amount(v)
     if d != d.quantize(Decimal("0.000001"), rounding=ROUND_DOWN):
         raise ValueError(f"at most 6 decimal places ({places})")
     return d

@@ -97,21 +97,20 @@ def invalid_api_key() -> GatewayError:
 
 
 def model_not_found(model: str) -> GatewayError:
-    return GatewayError(
-        404,
-        f"The model '{model}' does not exist or you do not have access to it.",
-        param="model",
-        code="model_not_found",
-    )
+    return _about_model(404, f"The model '{model}' does not exist or you do not have access to it.", "model_not_found")
 
 
 def model_not_allowed(model: str) -> GatewayError:
-    return GatewayError(
-        403,
-        f"This API key is not allowed to use the model '{model}'.",
-        param="model",
-        code="model_not_allowed",
-    )
+    return _about_model(403, f"This API key is not allowed to use the model '{model}'.", "model_not_allowed")
+
+
+def _about_model(status: int, message: str, code: str) -> GatewayError:
+    return GatewayError(status, message, param="model", code=code)
+
+
+def forbidden(message: str) -> GatewayError:
+    """A 403 for a key that may not do this (OpenAI's ``permission_error``)."""
+    return GatewayError(403, message, code="permission_error")
 
 
 def store_unavailable(message: str, code: str) -> GatewayError:

@@ -28,9 +28,9 @@ PICO_PER_USD_PER_MTOK = 1_000_000  # 1 USD per million tokens = 10^6 pico-dollar
 PRICE_FIELDS = ("input", "cached_input", "cache_write", "output")
 
 
-def to_pico(value: Any) -> int:
-    """USD per million tokens (number or numeric string) -> pico-dollars per token; exact or ValueError."""
-    if isinstance(value, bool):
+def amount(value: Any) -> Decimal:
+    """A number >= 0 (a number or a numeric string, never a bool) as an exact Decimal, or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValueError("must be a number")
     try:
         d = Decimal(str(value))
@@ -38,7 +38,12 @@ def to_pico(value: Any) -> int:
         raise ValueError("must be a number") from None
     if not d.is_finite() or d < 0:
         raise ValueError("must be a number >= 0")
-    pico = d * PICO_PER_USD_PER_MTOK
+    return d
+
+
+def to_pico(value: Any) -> int:
+    """USD per million tokens (number or numeric string) -> pico-dollars per token; exact or ValueError."""
+    pico = amount(value) * PICO_PER_USD_PER_MTOK
     if pico != pico.to_integral_value():
         raise ValueError("at most 6 decimal places (USD per million tokens)")
     return int(pico)

@@ -124,10 +124,8 @@ async def _serve(c: Call, receive: Receive) -> None:
     try:
         await _attempts(c)
     except asyncio.CancelledError:
-        if not ctx.gone:
+        if not watcher.client_left():
             raise
-        if task is not None:
-            task.uncancel()
         ctx.status = 499
     finally:
         watcher.stop()

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from gateway import lifecycle
 from gateway.config import ConfigError, load_config, summary
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, forbidden
 from gateway.pipeline.frame import CTX, RequestContext
 from gateway.routes.common import json_response
 
@@ -60,7 +60,7 @@ class AdminRoutes:
     async def admin_reload(self, request: Request) -> Response:
         ctx: RequestContext = request.scope[CTX]
         if not ctx.who.admin:
-            raise GatewayError(403, "Reloading the config needs an admin key.", code="permission_error")
+            raise forbidden("Reloading the config needs an admin key.")
         path = os.environ.get("SWITCHYARD_CONFIG")
         if path and lifecycle.supervised():
             # Several workers: check the file here, then let uvicorn's supervisor roll them all.

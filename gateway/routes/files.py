@@ -172,8 +172,7 @@ class ContentRelay(Response):
             value = resp.headers.get(name)
             if value:
                 headers.append((name.encode(), value.encode("latin-1")))
-        task = asyncio.current_task()
-        watcher = DisconnectWatch(receive, task)
+        watcher = DisconnectWatch(receive, asyncio.current_task())
         sent = 0
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -183,10 +182,8 @@ class ContentRelay(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             call.status = 200
         except asyncio.CancelledError:
-            if not watcher.gone:
+            if not watcher.client_left():
                 raise
-            if task is not None:
-                task.uncancel()
             call.status = 499
         except GatewayError as e:
             call.status = 502

@@ -28,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.config import Limits, check_name
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, forbidden, invalid
 from gateway.governance.keystore import KeyStore, RuntimeKey
 from gateway.pipeline.auth import Principal
 from gateway.pipeline.frame import CTX, RequestContext
@@ -293,18 +293,13 @@ class KeysRoutes:
 
     def _check_provider(self, name: str | None) -> None:
         if name is not None and name not in self.gw.state.config.providers:
-            raise GatewayError(
-                400,
-                f"Invalid 'files_provider': unknown provider '{name}'.",
-                param="files_provider",
-                code="invalid_value",
-            )
+            raise invalid(f"Invalid 'files_provider': unknown provider '{name}'.", "files_provider", "invalid_value")
 
 
 def _admin(request: Request) -> RequestContext:
     ctx: RequestContext = request.scope[CTX]
     if not ctx.who.admin:
-        raise GatewayError(403, "Managing keys needs an admin key.", code="permission_error", type="permission_error")
+        raise forbidden("Managing keys needs an admin key.")
     return ctx
 
 
@@ -340,9 +335,5 @@ def _no_key(name: str) -> GatewayError:
 
 
 def _config_key(name: str) -> GatewayError:
-    return GatewayError(
-        409,
-        f"Key '{name}' is defined in the config file; change it there (and reload).",
-        param="name",
-        code="config_key",
-    )
+    why = f"Key '{name}' is defined in the config file; change it there (and reload)."
+    return GatewayError(409, why, param="name", code="config_key")

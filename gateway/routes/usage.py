@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from gateway.accounting.usage.store import UsageStore, usage_body
 from gateway.config import NAME_PATTERN
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, forbidden
 from gateway.pipeline.frame import CTX, RequestContext
 from gateway.routes.common import json_response
 
@@ -36,21 +36,11 @@ class UsageRoutes:
             if not re.fullmatch(NAME_PATTERN, team):
                 raise GatewayError(400, "Invalid 'team': not a team name.", param="team", code="invalid_value")
             if team != p.team and not p.admin:
-                raise GatewayError(
-                    403,
-                    "Reading a team's usage needs an admin key or a key of that team.",
-                    code="permission_error",
-                    type="permission_error",
-                )
+                raise forbidden("Reading a team's usage needs an admin key or a key of that team.")
         else:
             key = q.get("key") or p.name
             if key != p.name and not p.admin:
-                raise GatewayError(
-                    403,
-                    "Reading another key's usage needs an admin key.",
-                    code="permission_error",
-                    type="permission_error",
-                )
+                raise forbidden("Reading another key's usage needs an admin key.")
         date = q.get("date") or time.strftime("%Y-%m-%d", time.gmtime())
         try:
             # Exactly YYYY-MM-DD: strptime alone takes 2026-1-2, which would be echoed as sent.

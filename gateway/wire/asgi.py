@@ -115,6 +115,15 @@ class DisconnectWatch:
     def _start(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
+    def client_left(self) -> bool:
+        """Asked in ``except CancelledError``: True when the cancel was this watch's (the client
+        left; the task is uncancelled so its end can be recorded), False for any other (re-raise)."""
+        if not self.out.gone:
+            return False
+        if self._task is not None:
+            self._task.uncancel()
+        return True
+
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()

@@ -43,12 +43,8 @@ def timed_out(provider: str) -> GatewayError:
 
 
 def too_slow(provider: str) -> GatewayError:
-    return GatewayError(
-        504,
-        f"{provider}: the upstream's answer took longer than its max_duration",
-        code="upstream_timeout",
-        reason="max_duration",
-    )
+    why = f"{provider}: the upstream's answer took longer than its max_duration"
+    return GatewayError(504, why, code="upstream_timeout", reason="max_duration")
 
 
 class UpstreamResponse:

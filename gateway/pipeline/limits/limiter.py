@@ -292,24 +292,9 @@ class Limiter:
         if not self._healthy:
             log.warning("limits: Redis is back")
             self._healthy = True
-        return Verdict(
-            allowed=r[0] == 1,
-            failed=r[1].decode() if isinstance(r[1], bytes) else str(r[1]),
-            retry_ms=int(r[2]),
-            too_large=r[3] == 1,
-            requests=int(r[4]),
-            requests_reset_ms=int(r[5]),
-            tokens=int(r[6]),
-            tokens_reset_ms=int(r[7]),
-            day_tokens=int(r[8]),
-            day=int(r[9]),
-            bucket=int(r[10]),
-            budget_day=int(r[11]),
-            budget_month=int(r[12]),
-            month=int(r[13]),
-            month_end=int(r[14]),
-            now_ms=int(r[15]),
-        )
+        # The script answers in Verdict's field order: two flags and a name, then counts and times.
+        failed = r[1].decode() if isinstance(r[1], bytes) else str(r[1])
+        return Verdict(r[0] == 1, failed, int(r[2]), r[3] == 1, *map(int, r[4:16]))
 
     def _failed(self, e: BaseException) -> None:
         if self._healthy:

@@ -31,13 +31,16 @@ local function month_of(days)
   return y * 12 + m - 1, nera * 146097 + ndoe - 719468
 end
 local function int(x) return string.format('%.0f', x) end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 """
 
 ADMIT_LUA = (
     CALENDAR_LUA
     + """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local rpm, tpm, tpd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local prompt, window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local width, nb = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -161,8 +164,7 @@ return {allowed, failed, retry, large, r_used, r_reset, t_used, t_reset, d_used,
 SETTLE_LUA = (
     CALENDAR_LUA
     + """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local delta, bucket, day = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local width, nb = tonumber(ARGV[4]), tonumber(ARGV[5])
 local cur, today = math.floor(now / width), math.floor(now / 86400000)
