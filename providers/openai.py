@@ -30,6 +30,7 @@ _USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
 _USAGE_NULL_RE = re.compile(rb',\s*"usage"\s*:\s*null')
 _DONE_EVENT = b"data: [DONE]\n\n"
+_USAGE_NULL = b',"usage":null'
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
 # The context-overflow 400 as OpenAI, Azure OpenAI and vLLM word it -> (window, prompt, completion)
@@ -94,28 +95,30 @@ class OpenAIStream(StreamTranslator):
         """A read of whole one-line ``data: {...}`` events is relayed as one buffer: the model renamed
         by one replace, usage found by search, nothing parsed (the usage event and what follows it go
         event by event). Any other read (a split event, other lines, an error, spaced JSON) returns
-        None, for the event-by-event path. Each search costs a pass over the read: they are few."""
+        None, for the event-by-event path. Each search is a pass over the read: they are few."""
         if chunk[:7] != b"data: {" or chunk[-2:] != b"\n\n" or b"\r" in chunk:
             return None
-        # Every newline belongs to an event's "\n\n" followed by the next "data: {": one line each.
+        # Every newline belongs to an event's "\n\n" followed by the next "data: {": one line each,
+        # each a JSON object (so no [DONE] in between); the end marker may close the read.
         events = chunk.count(b"\n\ndata: {") + 1
-        if chunk.count(b"\n") != 2 * events:
-            done = chunk.endswith(_DONE_EVENT)
-            if not done or chunk.count(b"\n") != 2 * events + 2:
-                return None
+        newlines = chunk.count(b"\n")
+        done = newlines == 2 * events + 2 and chunk.endswith(_DONE_EVENT)
+        if done:
             chunk = chunk[: -len(_DONE_EVENT)]
-        else:
-            done = False
-        if b'"error"' in chunk or b"[DONE]" in chunk:
+        elif newlines != 2 * events:
             return None
+        if b'"error"' in chunk:
+            return None
+        usages = chunk.count(b'"usage"')
         tail = b""
-        u = chunk.find(b'"usage":{')
+        u = chunk.rfind(b'"usage":{') if usages else -1  # the usage chunk is the last: found from the end
         if u >= 0:
             cut = chunk.rfind(b"\n\n", 0, u)
             cut = cut + 2 if cut >= 0 else 0  # the usage event starts after the previous one's end
             chunk, tail = chunk[:cut], chunk[cut:]
-            events = chunk.count(b"\n\n")
-        head = self._relay_head(chunk, events) if chunk else b""
+            events -= tail.count(b"\n\n")
+            usages -= tail.count(b'"usage"')
+        head = self._relay_head(chunk, events, usages) if chunk else b""
         if head is None:
             return None
         if tail:
@@ -125,13 +128,19 @@ class OpenAIStream(StreamTranslator):
             self.finished = True
         return head
 
-    def _relay_head(self, chunk: bytes, events: int) -> bytes | None:
-        """Events without usage or errors: renamed by one replace, or None to go one by one."""
-        if not self.ctx.include_usage:
-            # We asked for usage on the client's behalf; OpenAI sends no usage field then.
-            chunk = chunk.replace(b',"usage":null', b"")
-            if b'"usage"' in chunk:
-                return None  # a spaced form: the per-event regex strips it
+    def _relay_head(self, chunk: bytes, events: int, usages: int) -> bytes | None:
+        """Events whose only usage fields are ``"usage":null``: renamed by one replace, or None to go
+        one by one."""
+        if usages:
+            if self.ctx.include_usage:
+                if chunk.count(_USAGE_NULL) != usages:
+                    return None  # a usage object or a spaced form: the per-event path sees it
+            else:
+                # We asked for usage on the client's behalf; OpenAI sends no usage field then.
+                stripped = chunk.replace(_USAGE_NULL, b"")
+                if len(chunk) - len(stripped) != usages * len(_USAGE_NULL):
+                    return None
+                chunk = stripped
         models = chunk.count(b'"model"')
         if models:
             i = chunk.find(b'"model":"')
