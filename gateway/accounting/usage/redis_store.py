@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,7 +29,14 @@ from redis.crc import key_slot
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
 
 from gateway.accounting.usage.record import UsageRecord
-from gateway.accounting.usage.store import HASH_FIELDS, BatchRejected, model_field, parse_hash, record_increments
+from gateway.accounting.usage.store import (
+    HASH_FIELDS,
+    BatchRejected,
+    model_field,
+    model_fields,
+    parse_hash,
+    record_increments,
+)
 from gateway.config import UsageConfig
 from gateway.errors import GatewayError, store_unavailable
 from gateway.governance.cost import format_usd
@@ -158,22 +164,31 @@ def hash_increments(records: Iterable[UsageRecord], prefix: str) -> dict[str, di
 
 
 def hash_units(records: Iterable[UsageRecord], prefix: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-    """Per usage hash, the summed increments of a batch and how many records they carry."""
-    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    counts: dict[str, int] = defaultdict(int)
+    """Per usage hash, the summed increments of a batch and how many records they carry.
+
+    Summed per (hash, model) first: a batch is mostly one key and one model, so the field names
+    are made once per batch, not per record."""
+    sums: dict[str, dict[str, list[int]]] = {}
+    counts: dict[str, int] = {}
     for r in records:
-        hkey = usage_key(prefix, r.key, r.day)
-        counts[hkey] += 1
-        hashes = [out[hkey]]
-        if r.team:
-            tkey = team_key(prefix, r.team, r.day)
-            counts[tkey] += 1
-            hashes.append(out[tkey])
+        incs = record_increments(r)
         model = model_field(r)
-        for f, inc in zip(HASH_FIELDS, record_increments(r), strict=True):
-            for h in hashes:
-                h[f] += inc
-                h[f"{model}|{f}"] += inc
+        hkeys = [usage_key(prefix, r.key, r.day)]
+        if r.team:
+            hkeys.append(team_key(prefix, r.team, r.day))
+        for hkey in hkeys:
+            counts[hkey] = counts.get(hkey, 0) + 1
+            per_model = sums.setdefault(hkey, {})
+            acc = per_model.get(model)
+            per_model[model] = list(incs) if acc is None else [a + b for a, b in zip(acc, incs, strict=True)]
+    out: dict[str, dict[str, int]] = {}
+    for hkey, per_model in sums.items():
+        h = dict.fromkeys(HASH_FIELDS, 0)
+        for model, acc in per_model.items():
+            h.update(zip(model_fields(model), acc, strict=True))
+            for f, v in zip(HASH_FIELDS, acc, strict=True):
+                h[f] += v
+        out[hkey] = h
     return out, counts
 
 

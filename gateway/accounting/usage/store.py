@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict, deque
 from typing import Any, Protocol
 
@@ -12,6 +13,12 @@ FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tok
 COST = "cost_micro_usd"  # an integer of millionths of a dollar, so HINCRBY stays exact
 HASH_FIELDS = (*FIELDS, COST)
 OTHER_MODEL = "other"  # the per-model fields of names that never routed (as the metrics' "other")
+
+
+@functools.lru_cache(maxsize=4096)
+def model_fields(model: str) -> tuple[str, ...]:
+    """A model's per-model hash fields (``model|field``), in ``HASH_FIELDS`` order."""
+    return tuple(f"{model}|{f}" for f in HASH_FIELDS)
 
 
 def model_field(rec: UsageRecord) -> str:
@@ -95,10 +102,10 @@ class MemoryStore:
         if rec.team:
             hashes.append(self.teams[(rec.team, rec.day)])
         model = model_field(rec)
-        for f, inc in zip(HASH_FIELDS, record_increments(rec), strict=True):
+        for f, mf, inc in zip(HASH_FIELDS, model_fields(model), record_increments(rec), strict=True):
             for h in hashes:
                 h[f] += inc
-                h[f"{model}|{f}"] += inc
+                h[mf] += inc
         self.log.append(rec)
 
     async def write(self, records: list[UsageRecord]) -> None:
