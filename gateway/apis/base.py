@@ -87,6 +87,7 @@ class EventRelay:
 
     __slots__ = ("finished", "parser")
     marked: frozenset[bytes] | None = None  # None: every event is parsed
+    seek: tuple[bytes, ...] = ()  # what the ``event:`` line of every marked event starts with
 
     def __init__(self) -> None:
         self.parser = SSEParser()
@@ -96,20 +97,23 @@ class EventRelay:
         marked = self.marked
         if marked is None or not self.parser.idle or chunk[-2:] != b"\n\n" or b"\r" in chunk:
             return self._frame(self.parser.feed(chunk))
+        if chunk[:7] == b"event: " and chunk.count(b"\n\n") == chunk.count(b"\n\nevent: ") + 1:
+            # Every event names itself first: only where ``seek`` finds one can a marked event start.
+            starts = sorted({i for p in self.seek for i in _found(chunk, p) if i == 0 or chunk[i - 2 : i] == b"\n\n"})
+        else:
+            starts = _event_starts(chunk)  # other lines too: every event is looked at
         out: list[bytes] = []
-        pos = run = 0  # ``run``: where the events relayed as they came begin
-        size = len(chunk)
-        while pos < size:
-            end = chunk.find(b"\n\n", pos) + 2
-            if chunk.startswith(b"event: ", pos) and chunk[pos + 7 : chunk.find(b"\n", pos)] not in marked:
-                pos = end
+        pos = 0  # where the events not yet relayed begin
+        for start in starts:
+            if chunk.startswith(b"event: ", start) and chunk[start + 7 : chunk.find(b"\n", start)] not in marked:
                 continue
-            if pos > run:
-                out.append(self.passed(chunk[run:pos]))
-            out.append(self._frame(self.parser.feed(chunk[pos:end])))
-            pos = run = end
-        if run < size:
-            out.append(self.passed(chunk[run:]))
+            end = chunk.find(b"\n\n", start) + 2
+            if start > pos:
+                out.append(self.passed(chunk[pos:start]))
+            out.append(self._frame(_one_event(chunk[start:end]) or self.parser.feed(chunk[start:end])))
+            pos = end
+        if pos < len(chunk):
+            out.append(self.passed(chunk[pos:]))
         return b"".join(out)
 
     def close(self) -> bytes:
@@ -132,6 +136,29 @@ class EventRelay:
     def event(self, name: str | None, data: bytes) -> bytes:
         """One upstream event's data as the client gets it (rewritten or as is)."""
         return data
+
+
+def _found(data: bytes, needle: bytes) -> list[int]:
+    """Every position of ``needle`` in ``data``."""
+    out = []
+    i = data.find(needle)
+    while i >= 0:
+        out.append(i)
+        i = data.find(needle, i + 1)
+    return out
+
+
+def _one_event(block: bytes) -> list[SSEEvent] | None:
+    """``event: NAME`` then one ``data:`` line, read without the parser; None for any other form."""
+    nl = block.find(b"\n")
+    if block[:7] != b"event: " or block[nl + 1 : nl + 7] != b"data: " or block.count(b"\n") != 3:
+        return None
+    return [SSEEvent(block[7:nl].decode("utf-8", "replace"), block[nl + 7 : -2])]
+
+
+def _event_starts(data: bytes) -> list[int]:
+    """Where each event of whole events begins."""
+    return [0, *(i + 2 for i in _found(data, b"\n\n")[:-1])]
 
 
 class Exchange(Protocol):

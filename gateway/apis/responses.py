@@ -223,6 +223,7 @@ class _Relay(EventRelay):
     __slots__ = ("count", "ex", "last", "provider")
     # Only these need a look: deltas and items go through as the upstream's bytes.
     marked = frozenset(name.encode() for name in _RESPONSE_EVENTS | _TERMINAL)
+    seek = tuple({b"event: " + name[: len("response.") + 1] for name in marked} | {b"event: error"})
 
     def __init__(self, ex: ResponsesExchange, provider: str) -> None:
         super().__init__()
