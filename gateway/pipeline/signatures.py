@@ -163,8 +163,15 @@ class SignatureStore:
     async def lookup(self, ids: list[str]) -> dict[str, str]:
         """The kept signatures of ``ids``: the process's first, then Redis for the rest."""
         mem = self._memory
-        found = {cid: mem[cid] for cid in ids if cid in mem}
-        rest = [cid for cid in ids if cid not in found]
+        found: dict[str, str] = {}
+        rest: list[str] = []
+        for cid in ids:
+            sig = mem.get(cid)
+            if sig is None:
+                rest.append(cid)
+            else:
+                found[cid] = sig
+                mem.move_to_end(cid)  # a loop replays its whole history each turn: keep what is in use
         if not rest or self.redis is None or time.monotonic() < self._skip_until:
             return found
         try:
@@ -211,7 +218,11 @@ class SignatureStore:
     def _failed(self, what: str, e: BaseException) -> None:
         if not self._failing:
             self._failing = True
-            log.warning("thought signatures: a Redis %s failed (%s); kept in the process only", what, type(e).__name__)
+            log.warning(
+                "thought signatures: a Redis %s failed (%s); until it answers, only this process's are used",
+                what,
+                type(e).__name__,
+            )
 
     def _recovered(self) -> None:
         if self._failing:

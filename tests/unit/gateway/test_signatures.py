@@ -142,5 +142,19 @@ def test_in_process_store_is_bounded_oldest_first(monkeypatch):
     asyncio.run(go())
 
 
+def test_a_signature_looked_up_is_kept_longest(monkeypatch):
+    monkeypatch.setattr(signatures, "MEMORY_MAX", 2)
+
+    async def go() -> None:
+        store = SignatureStore(None, "sy:")
+        store.remember({"old": "s0"})
+        store.remember({"mid": "s1"})
+        assert await store.lookup(["old"]) == {"old": "s0"}  # replayed: in use again
+        store.remember({"new": "s2"})
+        assert await store.lookup(["old", "mid", "new"]) == {"old": "s0", "new": "s2"}
+
+    asyncio.run(go())
+
+
 def test_key_layout():
     assert SignatureStore(None, "sy:").key("call_1") == "sy:sig:call_1"
