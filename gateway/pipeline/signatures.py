@@ -127,12 +127,7 @@ class SignatureStore:
 
     def remember(self, sigs: dict[str, str]) -> None:
         """Keep ``sigs`` (tool-call id -> signature): at once in the process, soon in Redis."""
-        mem = self._memory
-        for cid, sig in sigs.items():
-            mem[cid] = sig
-            mem.move_to_end(cid)
-        while len(mem) > MEMORY_MAX:
-            mem.popitem(last=False)
+        self._keep(sigs)
         if self.redis is None:
             return
         if self._task is None:
@@ -145,6 +140,14 @@ class SignatureStore:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("thought signatures: %d answers not kept in Redis (its queue is full)", self.dropped)
+
+    def _keep(self, sigs: dict[str, str]) -> None:
+        mem = self._memory
+        for cid, sig in sigs.items():
+            mem[cid] = sig
+            mem.move_to_end(cid)
+        while len(mem) > MEMORY_MAX:
+            mem.popitem(last=False)
 
     async def restore_into(self, body: dict[str, Any]) -> None:
         """Put the kept signatures back into ``body``'s replayed tool calls that lack one."""
@@ -186,7 +189,10 @@ class SignatureStore:
             self._failed("read", e)
             return found
         self._recovered()
-        found.update((cid, v) for cid, v in zip(rest, values, strict=True) if isinstance(v, str) and v)
+        fetched = {cid: v for cid, v in zip(rest, values, strict=True) if isinstance(v, str) and v}
+        if fetched:
+            self._keep(fetched)  # the loop's next turns will likely come here again: no second read
+            found.update(fetched)
         return found
 
     async def _write_loop(self) -> None:

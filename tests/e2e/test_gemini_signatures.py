@@ -119,6 +119,10 @@ def test_on_a_redis_cluster(cluster: list[RedisProcess]) -> None:
             one.remember(dict(list(sigs.items())[10:]))
             await one.close()  # writes what is queued
             assert await two.lookup([*sigs, "call_unknown"]) == sigs
+            r = await stores[1].client()
+            for cid in ("call_03", "call_17"):
+                await r.delete(two.key(cid))  # Redis forgets them: the reader keeps what it read
+            assert await two.lookup(["call_03", "call_17"]) == {"call_03": "sig-3", "call_17": "sig-17"}
             assert type(await stores[1].client()).__name__ == "RedisCluster"
         finally:
             for s in stores:
