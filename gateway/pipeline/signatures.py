@@ -109,6 +109,11 @@ def restore(messages: list[Any], found: dict[str, str]) -> list[Any] | None:
     return out
 
 
+def _text(value: str | bytes) -> str:
+    # The shared connection decodes replies; a client that does not gives bytes.
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class SignatureStore:
     """``remember`` the signatures an answer handed out; ``restore_into`` a request that replays them."""
 
@@ -189,7 +194,7 @@ class SignatureStore:
             self._failed("read", e)
             return found
         self._recovered()
-        fetched = {cid: v for cid, v in zip(rest, values, strict=True) if isinstance(v, str) and v}
+        fetched = {cid: _text(v) for cid, v in zip(rest, values, strict=True) if v}
         if fetched:
             self._keep(fetched)  # the loop's next turns will likely come here again: no second read
             found.update(fetched)
