@@ -49,7 +49,8 @@ from gateway.pipeline.frame import (
     unexpected,
 )
 from gateway.pipeline.limits import Limiter
-from gateway.pipeline.state import State, build_state
+from gateway.pipeline.signatures import SignatureStore
+from gateway.pipeline.state import Shared, State, build_state
 from gateway.routes import batches, files, jobs
 from gateway.routes.admin import AdminRoutes, is_public
 from gateway.routes.common import json_response
@@ -117,14 +118,17 @@ class Gateway:
         )
         if m is not None:
             m.budget_limits(configured_budgets(cfg))
-        # One connection to ``usage.redis_url`` (the usage store's), shared by stored responses and runtime keys.
+        # One connection to ``usage.redis_url`` (the usage store's), shared by stored responses, runtime
+        # keys and thought signatures.
         redis = self.store.redis if isinstance(self.store, RedisStore) else None
         self.responses = ResponseStore(redis, cfg.usage.prefix, cfg.responses.ttl)
         # Runtime keys (``/admin/keys``): in Redis, cached here.
         self.keystore = KeyStore(redis, cfg.usage.prefix)
-        self.state: State = build_state(
-            cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses, self.keystore
+        self.signatures = SignatureStore(redis, cfg.usage.prefix)
+        self.shared = Shared(
+            self.upstream, self.accountant, self.balancer, self.limiter, self.responses, self.keystore, self.signatures
         )
+        self.state: State = build_state(cfg, self.shared)
         self.draining = False  # SIGTERM arrived: /readyz says 503 while in-flight work finishes
         self.frame = Frame(self)
         self.started = time.time()
@@ -252,6 +256,7 @@ class Gateway:
         await self.upstream.close()
         await self.limiter.close()
         await self.keystore.close()
+        await self.signatures.close()
         if self.writer is not None:
             await self.writer.close(min(self.config.server.shutdown_grace, USAGE_FLUSH_TIMEOUT))
         await self.store.close()
@@ -265,9 +270,7 @@ class Gateway:
             return ["no config file: the built-in default has nothing to reload"]
         try:
             cfg = await asyncio.to_thread(load_config, path)
-            state = build_state(
-                cfg, self.upstream, self.accountant, self.balancer, self.limiter, self.responses, self.keystore
-            )
+            state = build_state(cfg, self.shared)
         except ConfigError as e:
             for p in e.problems:
                 log.error("reload refused, keeping the running config: %s", p)

@@ -68,6 +68,9 @@ class CallContext:
     reply: Any = None
     # The usage the adapter returns is its own estimate (the upstream reports none).
     usage_estimated: bool = False
+    # Tool-call id -> the thought signature handed out with it in this answer (only adapters whose
+    # ``Capabilities.keeps_thought_signatures`` fill it; the pipeline keeps them for the replay).
+    signatures: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,10 @@ class Capabilities:
     files: bool = False
     # The config must give a base_url (there is no public default).
     needs_base_url: bool = False
+    # The upstream wants each tool call it made replayed with its thought signature (Gemini), which
+    # many clients drop: the adapter reports the ones it hands out (``CallContext.signatures``) and
+    # the pipeline keeps them and puts them back into replayed calls (gateway/pipeline/signatures.py).
+    keeps_thought_signatures: bool = False
 
 
 def overflow_numbers(wordings: tuple[re.Pattern[str], ...], message: str) -> tuple[int, int, int] | None:

@@ -152,13 +152,16 @@ async def _attempts(c: Call) -> None:
         try:
             opened = await _try_deployment(c, dep)
             if ctx.stream:
-                await pump(ctx, c.send, dep, opened, c.api)
+                await pump(ctx, c.send, dep, opened, c.api, c.call)
             else:
                 data = opened if isinstance(opened, bytes) else _answer(c, dep, opened)
                 if c.api is not None:
                     await c.api.keep()
                 ctx.status = 200
                 ctx.done = ctx.committed = True
+                if c.call.signatures and ctx.state.signatures is not None:
+                    # Kept before the answer goes out, so a replay finds them; remember() never waits.
+                    ctx.state.signatures.remember(c.call.signatures)
                 await send_json(c.send, 200, data, ctx.request_id, ctx.headers)
             return
         except Exhausted as e:
@@ -191,6 +194,9 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
     native = adapter.capabilities.native_overflow
     # Adapters and fitting change keys: the client's body stays as sent.
     fitted_body = {} if native_api and _fits_by_size(c, dep) else _chat_form(c, dep.provider, native_api)
+    if adapter.capabilities.keeps_thought_signatures and state.signatures is not None and not native_api:
+        # Replayed tool calls whose client dropped their signatures get the kept ones back.
+        await state.signatures.restore_into(fitted_body)
     behaviour = fitted_body.get(OVERFLOW_PARAM) or dep.facts.overflow if fitted_body else "error"
     fitted = await fit_async(form, fitted_body, dep.facts, adapter.kind, native) if fitted_body else None
     if native:

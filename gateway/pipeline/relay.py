@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from gateway.apis.base import Exchange, NativeRelay, StreamEncoder
     from gateway.pipeline.frame import RequestContext
     from gateway.pipeline.routing import Deployment
-    from providers.base import Adapter, StreamTranslator
+    from providers.base import Adapter, CallContext, StreamTranslator
 
 
 class ChatOut:
@@ -174,9 +174,12 @@ async def peek(resp: Any, out: Out, adapter: Adapter) -> OpenStream:
     return OpenStream(resp, out, chunks, pending)
 
 
-async def pump(ctx: RequestContext, send: Any, dep: Deployment, st: OpenStream, api: Exchange | None) -> None:
-    """Commit the stream to the client and relay it; the end is sent only after ``api.keep()``,
-    so what the answer names is readable the moment the client has it."""
+async def pump(
+    ctx: RequestContext, send: Any, dep: Deployment, st: OpenStream, api: Exchange | None, call: CallContext
+) -> None:
+    """Commit the stream to the client and relay it; the end is sent only after ``api.keep()`` and
+    after the thought signatures the answer handed out are kept, so what the answer names is
+    readable the moment the client has it."""
     out = st.out
     try:
         ctx.committed = True
@@ -212,6 +215,8 @@ async def pump(ctx: RequestContext, send: Any, dep: Deployment, st: OpenStream, 
         data += out.end()
         if api is not None:
             await api.keep()
+        if call.signatures and ctx.state.signatures is not None:
+            ctx.state.signatures.remember(call.signatures)  # never waits: Redis is written by a task
         ctx.done = True
         await send({"type": "http.response.body", "body": data, "more_body": False})
     except GatewayError as e:

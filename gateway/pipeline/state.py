@@ -11,7 +11,21 @@ from gateway.pipeline.auth import KeyTable, RuntimeKeys
 from gateway.pipeline.balancer import Balancer
 from gateway.pipeline.limits import Limiter
 from gateway.pipeline.routing import Router
+from gateway.pipeline.signatures import SignatureStore
 from gateway.wire.upstream import UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """The parts that outlive a reload: connections, breaker state, stores and caches."""
+
+    upstream: UpstreamClient
+    accountant: Accountant
+    balancer: Balancer
+    limiter: Limiter
+    responses: Any = None  # the ResponseStore (stored responses)
+    runtime_keys: RuntimeKeys | None = None
+    signatures: SignatureStore | None = None  # thought signatures kept for replayed tool calls
 
 
 @dataclass(slots=True)
@@ -25,29 +39,20 @@ class State:
     limiter: Limiter
     max_body: int
     responses: Any = None  # the ResponseStore (stored responses), shared across reloads
+    signatures: SignatureStore | None = None  # shared across reloads
 
 
-def build_state(
-    cfg: Config,
-    upstream: UpstreamClient,
-    accountant: Accountant,
-    balancer: Balancer | None = None,
-    limiter: Limiter | None = None,
-    responses: Any = None,
-    runtime_keys: RuntimeKeys | None = None,
-) -> State:
-    """A State for ``cfg``; the balancer (breaker state), limiter (connections) and runtime keys
-    carry over reloads."""
-    if limiter is None:
-        limiter = Limiter(cfg.usage.redis_url, cfg.usage.prefix, cfg.server.limits_when_redis_down)
+def build_state(cfg: Config, shared: Shared) -> State:
+    """A State for ``cfg`` around the parts that carry over reloads."""
     return State(
         cfg,
-        KeyTable(cfg, runtime_keys),
+        KeyTable(cfg, shared.runtime_keys),
         Router(cfg),
-        upstream,
-        accountant,
-        balancer or Balancer(),
-        limiter,
+        shared.upstream,
+        shared.accountant,
+        shared.balancer,
+        shared.limiter,
         cfg.server.max_body_bytes,
-        responses,
+        shared.responses,
+        shared.signatures,
     )

@@ -45,7 +45,9 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 class GeminiAdapter(Adapter):
     kind = "gemini"
     capabilities = Capabilities(
-        endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}), overflow_wordings=OVERFLOW_WORDINGS
+        endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS}),
+        overflow_wordings=OVERFLOW_WORDINGS,
+        keeps_thought_signatures=True,
     )
 
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
@@ -59,6 +61,7 @@ class GeminiAdapter(Adapter):
             method, payload = embeddings.embed_request(self, body, model, ctx)
             return UpstreamRequest("POST", self._url(model, method), dict(self._headers), orjson.dumps(payload))
         out = request.generate_body(self, endpoint, body)
+        ctx.signatures = None  # an earlier attempt's answer never reached the client
         n = out["generationConfig"].get("candidateCount", 1) if "generationConfig" in out else 1
         ctx.reply = ONE if n == 1 else GeminiReply(n=n)
         stream = body.get("stream") is True

@@ -46,7 +46,7 @@ def answer(adapter: GeminiAdapter, endpoint: str, obj: dict[str, Any], ctx: Call
         "object": kind,
         "created": ctx.created,
         "model": ctx.client_model,
-        "choices": sorted((choice(c) for c in cands), key=lambda ch: ch["index"]),
+        "choices": sorted((choice(c, ctx) for c in cands), key=lambda ch: ch["index"]),
     }
     usage = gemini_usage(obj.get("usageMetadata"))
     if usage is not None:
@@ -97,7 +97,9 @@ def text_of(parts: list[dict[str, Any]]) -> str:
     return "".join(p["text"] for p in parts if isinstance(p.get("text"), str))
 
 
-def tool_calls_of(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def tool_calls_of(parts: list[dict[str, Any]], ctx: CallContext) -> list[dict[str, Any]]:
+    """``functionCall`` parts -> OpenAI tool calls; each signature handed out is also noted in
+    ``ctx.signatures``, so the gateway can put it back when a client replays the call without it."""
     calls = []
     for p in parts:
         fc = p.get("functionCall")
@@ -108,9 +110,13 @@ def tool_calls_of(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "type": "function",
             "function": {"name": fc.get("name", ""), "arguments": orjson.dumps(fc.get("args") or {}).decode()},
         }
-        if isinstance(p.get("thoughtSignature"), str):
+        sig = p.get("thoughtSignature")
+        if isinstance(sig, str):
             # Google's own OpenAI-compatible shape, so clients that replay the message send it back.
-            call["extra_content"] = {"google": {"thought_signature": p["thoughtSignature"]}}
+            call["extra_content"] = {"google": {"thought_signature": sig}}
+            if ctx.signatures is None:
+                ctx.signatures = {}
+            ctx.signatures[call["id"]] = sig
         calls.append(call)
     return calls
 
@@ -129,9 +135,9 @@ def index_of(cand: dict[str, Any]) -> int:
     return idx if isinstance(idx, int) else 0
 
 
-def _chat_choice(cand: dict[str, Any]) -> dict[str, Any]:
+def _chat_choice(cand: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
     parts = parts_of(cand)
-    calls = tool_calls_of(parts)
+    calls = tool_calls_of(parts, ctx)
     text = text_of(parts)
     message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else ""), "refusal": None}
     if calls:
@@ -144,7 +150,7 @@ def _chat_choice(cand: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _completion_choice(cand: dict[str, Any]) -> dict[str, Any]:
+def _completion_choice(cand: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
     return {
         "text": text_of(parts_of(cand)),
         "index": index_of(cand),

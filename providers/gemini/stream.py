@@ -91,7 +91,7 @@ class GeminiStream(StreamTranslator):
         delta: dict[str, Any] = {}
         if text:
             delta["content"] = text
-        calls = tool_calls_of(parts)
+        calls = tool_calls_of(parts, self.ctx)
         if calls:
             first = self.calls.get(idx, 0)
             delta["tool_calls"] = [{"index": first + k, **c} for k, c in enumerate(calls)]

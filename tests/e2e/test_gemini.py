@@ -221,15 +221,18 @@ def test_tool_call_stream_and_a_dropped_signature(client):
         (0, "get_weather", '{"city":"Rome"}')
     ]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
-    # A client that rebuilds the call without its signature gets Gemini 3's 400, relayed as such.
-    stripped = {"id": calls[0].id, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    # A call without its signature whose id the gateway never handed out (so it keeps no signature
+    # for it; tests/e2e/test_gemini_signatures.py has the calls it did) goes without, and Gemini 3's
+    # 400 is relayed as such.
+    unknown = "call_never_handed_out"
+    stripped = {"id": unknown, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(
             model="gemini/gemini-2.0-flash",
             messages=[
                 {"role": "user", "content": "Rome"},
                 {"role": "assistant", "tool_calls": [stripped]},
-                {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"},
+                {"role": "tool", "tool_call_id": unknown, "content": "sunny"},
             ],
             tools=TOOLS,
         )

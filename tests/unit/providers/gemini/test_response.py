@@ -128,6 +128,30 @@ def test_thought_signature_is_handed_out_and_thoughts_are_not_content():
     assert msg["tool_calls"][0]["extra_content"] == {"google": {"thought_signature": "CiQB"}}
 
 
+def test_signatures_handed_out_are_reported_by_call_id():
+    # The pipeline keeps what ctx.signatures reports (gateway/pipeline/signatures.py): every call's
+    # own signature, and only calls that had one (Gemini signs the first of parallel calls).
+    sig_call = {"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "c2lnMQ=="}
+    bare_call = {"functionCall": {"name": "b", "args": {}}}
+    payload = {
+        "candidates": [
+            {"content": {"parts": [sig_call, bare_call], "role": "model"}, "finishReason": "STOP", "index": 0},
+            {"content": {"parts": [{**sig_call, "thoughtSignature": "c2lnMg=="}], "role": "model"}, "index": 1},
+        ]
+    }
+    ctx = GEMINI.ctx()
+    choices = parse(payload, ctx=ctx)["choices"]
+    first, second = (ch["message"]["tool_calls"] for ch in choices)
+    assert ctx.signatures == {first[0]["id"]: "c2lnMQ==", second[0]["id"]: "c2lnMg=="}
+    assert first[1]["id"] not in ctx.signatures
+
+
+def test_text_answers_report_no_signatures():
+    ctx = GEMINI.ctx()
+    parse({"candidates": [{"content": {"parts": [{"text": "hi"}], "role": "model"}, "finishReason": "STOP"}]}, ctx=ctx)
+    assert ctx.signatures is None
+
+
 def test_golden_multi_turn_text_response():
     # https://github.com/google-gemini/cookbook/blob/main/quickstarts/rest/Function_calling_REST.ipynb (turn 2 output)
     text = "OK. I found two theaters in Mountain View that are showing the Barbie movie: AMC Mountain View 16 and Regal Edwards 14."

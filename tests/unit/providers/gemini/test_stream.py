@@ -200,6 +200,15 @@ def test_function_call_stream():
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def test_streamed_signatures_are_reported_by_call_id():
+    part = {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "Q2lR"}
+    frames = [{"candidates": [{"content": {"parts": [part], "role": "model"}, "finishReason": "STOP", "index": 0}]}]
+    tr = translator()
+    chunks, _ = run(tr, sse(frames), 7)
+    (call,) = chunks[1]["choices"][0]["delta"]["tool_calls"]
+    assert tr.ctx.signatures == {call["id"]: "Q2lR"}
+
+
 def test_thoughts_and_empty_parts_are_not_content():
     frames = [
         {"candidates": [{"content": {"parts": [{"text": "Let me think", "thought": True}], "role": "model"}}]},
