@@ -29,6 +29,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from gateway.wire.queues import batches
 from gateway.wire.redis import RedisSource
 
 log = logging.getLogger("switchyard")
@@ -201,21 +202,14 @@ class SignatureStore:
         return found
 
     async def _write_loop(self) -> None:
-        q = self._queue
-        assert q is not None
-        while True:
-            batch = [await q.get()]
-            while len(batch) < WRITE_BATCH and not q.empty():
-                batch.append(q.get_nowait())
+        assert self._queue is not None
+        async for batch in batches(self._queue, WRITE_BATCH):
             try:
                 await self._write(batch)
             except Exception as e:  # the task must outlive any one failed batch
                 self._failed("write", e)
             else:
                 self._recovered()
-            finally:
-                for _ in batch:
-                    q.task_done()
 
     async def _write(self, batch: list[dict[str, str]]) -> None:
         async with asyncio.timeout(WRITE_TIMEOUT):

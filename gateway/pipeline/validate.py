@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.config import MAX_MODEL_NAME
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, missing
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 
 INT64_MAX = 2**63 - 1
@@ -150,7 +150,7 @@ def check_chat(body: dict[str, Any]) -> None:
     _common(body)
     msgs = body.get("messages")
     if msgs is None:
-        raise _invalid("messages", "Missing required parameter: 'messages'.", "missing_required_parameter")
+        raise missing("messages")
     if not isinstance(msgs, list):
         raise type_error("messages", "an array", msgs)
     if not msgs:
@@ -164,11 +164,7 @@ def check_chat(body: dict[str, Any]) -> None:
             raise type_error(f"messages[{i}]", "an object", m)
         role = m.get("role")
         if role is None:
-            raise _invalid(
-                f"messages[{i}].role",
-                f"Missing required parameter: 'messages[{i}].role'.",
-                "missing_required_parameter",
-            )
+            raise missing(f"messages[{i}].role")
         if not isinstance(role, str):
             raise type_error(f"messages[{i}].role", "a string", role)
     _generation(body)
@@ -196,7 +192,7 @@ def _prompt_ok(p: Any) -> bool:
 def check_completions(body: dict[str, Any]) -> None:
     _common(body)
     if "prompt" not in body or body["prompt"] is None:
-        raise _invalid("prompt", "Missing required parameter: 'prompt'.", "missing_required_parameter")
+        raise missing("prompt")
     if not _prompt_ok(body["prompt"]):
         raise type_error(
             "prompt",
@@ -222,7 +218,7 @@ def check_embeddings(body: dict[str, Any]) -> None:
     _common(body)
     inp = body.get("input")
     if inp is None:
-        raise _invalid("input", "Missing required parameter: 'input'.", "missing_required_parameter")
+        raise missing("input")
     if isinstance(inp, str):
         if not inp:
             raise _invalid("input", "'input' cannot be an empty string.")

@@ -40,6 +40,7 @@ from gateway.pipeline.limits.verdict import (
     retry_after,
     tighter,
 )
+from gateway.wire.queues import batches
 from gateway.wire.redis import ClientOptions, RedisHandle
 
 log = logging.getLogger("switchyard.limits")
@@ -317,19 +318,12 @@ class Limiter:
         )
 
     async def _settle_loop(self) -> None:
-        q = self._queue
-        while True:
-            batch = [await q.get()]
-            while len(batch) < SETTLE_BATCH and not q.empty():
-                batch.append(q.get_nowait())
+        async for batch in batches(self._queue, SETTLE_BATCH):
             try:
                 await self._settle_batch(batch)
             except Exception:  # the worker must outlive any one bad batch
                 self.settle_dropped += len(batch)
                 log.exception("limits: settlement batch failed")
-            finally:
-                for _ in batch:
-                    q.task_done()
 
     async def _settle_batch(self, batch: list[tuple[Admission, int, int]]) -> None:
         if time.monotonic() < self._skip_until:
