@@ -129,3 +129,43 @@ def test_reads_that_end_at_event_boundaries_match_the_event_path(picks: list[int
     ref, rt, _ = relay(data, cuts, include_usage, fast=False)
     got, ft, _ = relay(data, cuts, include_usage, fast=True)
     assert got == ref and ft.usage == rt.usage == USAGE and ft.finished and rt.finished
+
+
+class _Recorder:
+    """A client API's stream encoder that keeps the chat chunks it is given."""
+
+    def __init__(self) -> None:
+        self.chunks: list[dict[str, object]] = []
+
+    def feed(self, chunk: dict[str, object]) -> bytes:
+        self.chunks.append(chunk)
+        return b"."
+
+    def finish(self) -> bytes:
+        return b""
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    picks=st.lists(st.integers(min_value=0, max_value=40), max_size=8), cuts=st.lists(st.integers(1, 3000), max_size=4)
+)
+def test_a_translated_stream_gets_the_same_chunks_either_way(picks: list[int], cuts: list[int]) -> None:
+    from gateway.pipeline.relay import TranslatedOut
+
+    data = stream(True, [*TRICKY, DONE_TEXT, *TRICKY])
+    ends = [i + 2 for i in range(len(data)) if data[i : i + 2] == b"\n\n"]
+    edges = sorted({*(ends[p % len(ends)] for p in picks), *(c % len(data) for c in cuts)})
+    got = []
+    for fast in (True, False):
+        t = OpenAIStream(CallContext(client_model="vendor/gpt-4o-mini", include_usage=True))
+        enc = _Recorder()
+        out = TranslatedOut(_Adapter(), t, enc)  # type: ignore[arg-type]
+        if not fast:
+            out.fast = None
+        for a, b in itertools.pairwise([0, *edges, len(data)]):
+            if b > a and not out.finished:
+                out.feed(data[a:b])
+        if not out.finished:
+            out.close()
+        got.append((enc.chunks, t.usage, out.finished))
+    assert got[0] == got[1] and got[0][1] == USAGE and got[0][2]
