@@ -71,6 +71,9 @@ class CallContext:
     # Tool-call id -> the thought signature handed out with it in this answer (only adapters whose
     # ``Capabilities.keeps_thought_signatures`` fill it; the pipeline keeps them for the replay).
     signatures: dict[str, str] | None = None
+    # The chunks go to another client API's encoder, which wants them as dicts: a translator that
+    # builds its chunks hands them over as they are (``chunk_out``) instead of serialising them.
+    chunk_dicts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +416,11 @@ def chat_chunk(
     if ctx.include_usage:
         out["usage"] = usage
     return out
+
+
+def chunk_out(ctx: CallContext, chunk: dict[str, Any]) -> Any:
+    """A chunk a translator built, as the relay wants it: JSON bytes, or the dict itself."""
+    return chunk if ctx.chunk_dicts else orjson.dumps(chunk)
 
 
 def usage_dict(prompt: int, completion: int, **extra: Any) -> dict[str, Any]:

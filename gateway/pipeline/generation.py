@@ -111,6 +111,7 @@ async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: En
     if endpoint.exchange is not None:
         c.api = endpoint.exchange(ctx, body)
         c.call.include_usage = ctx.stream  # the encoder needs the upstream's usage chunk
+        c.call.chunk_dicts = True  # and reads each chunk as a dict
         await c.api.prepare()
     await _serve(c, receive)
 

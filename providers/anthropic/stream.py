@@ -12,7 +12,7 @@ from gateway.errors import GatewayError
 from gateway.wire.types import CHAT, COMPLETIONS
 from providers.anthropic.request import JSON_TOOL, PLAIN
 from providers.anthropic.response import cache_details, finish
-from providers.base import TEXT_COMPLETION, StreamTranslator, chat_chunk, new_id, usage_dict
+from providers.base import TEXT_COMPLETION, StreamTranslator, chat_chunk, chunk_out, new_id, usage_dict
 
 if TYPE_CHECKING:
     from providers.base import CallContext, SSEEvent
@@ -127,7 +127,7 @@ class AnthropicStream(StreamTranslator):
         usage = self.usage or usage_dict(0, 0)
         if self.endpoint == COMPLETIONS:
             return [self._text_completion([], usage)]
-        return [orjson.dumps(chat_chunk(self.ctx, self.id, [], usage))]
+        return [chunk_out(self.ctx, chat_chunk(self.ctx, self.id, [], usage))]
 
     def _error(self, data: dict[str, Any]) -> list[bytes]:
         err = data.get("error") if isinstance(data.get("error"), dict) else {}
@@ -171,10 +171,10 @@ class AnthropicStream(StreamTranslator):
 
     def _chat(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return orjson.dumps(chat_chunk(self.ctx, self.id, [choice]))
+        return chunk_out(self.ctx, chat_chunk(self.ctx, self.id, [choice]))
 
     def _text_completion(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
-        return orjson.dumps(chat_chunk(self.ctx, self.id, choices, usage, TEXT_COMPLETION))
+        return chunk_out(self.ctx, chat_chunk(self.ctx, self.id, choices, usage, TEXT_COMPLETION))
 
 
 _EVENTS: dict[str, Callable[[AnthropicStream, dict[str, Any]], list[bytes]]] = {

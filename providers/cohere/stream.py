@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from gateway.errors import GatewayError
-from providers.base import CHAT_CHUNK, TEXT_COMPLETION, StreamTranslator, chat_chunk, new_id
+from providers.base import CHAT_CHUNK, TEXT_COMPLETION, StreamTranslator, chat_chunk, chunk_out, new_id
 from providers.cohere.response import cohere_usage, finish, openai_logprobs
 
 if TYPE_CHECKING:
@@ -108,7 +106,7 @@ class CohereStream(StreamTranslator):
 
     def _payload(self, choices: list[dict[str, Any]], usage: Any) -> bytes:
         obj = TEXT_COMPLETION if self.completions else CHAT_CHUNK
-        return orjson.dumps(chat_chunk(self.ctx, self.chunk_id, choices, usage, obj))
+        return chunk_out(self.ctx, chat_chunk(self.ctx, self.chunk_id, choices, usage, obj))
 
 
 _HANDLERS: dict[str, Callable[[CohereStream, dict[str, Any], dict[str, Any], dict[str, Any]], list[bytes]]] = {

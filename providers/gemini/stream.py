@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from gateway.wire.types import CHAT
-from providers.base import CHAT_CHUNK, TEXT_COMPLETION, StreamTranslator, chat_chunk, new_id
+from providers.base import CHAT_CHUNK, TEXT_COMPLETION, StreamTranslator, chat_chunk, chunk_out, new_id
 from providers.gemini.errors import google_error
 from providers.gemini.request import ONE
 from providers.gemini.response import (
@@ -72,7 +70,7 @@ class GeminiStream(StreamTranslator):
             self.finished = True
             if self.ctx.include_usage and self.usage is not None:
                 out.append(self._chunk([], self.usage))
-        return [orjson.dumps(c) for c in out]
+        return [chunk_out(self.ctx, c) for c in out]
 
     def _candidate(self, cand: dict[str, Any]) -> list[dict[str, Any]]:
         idx = index_of(cand)
