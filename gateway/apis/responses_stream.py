@@ -149,6 +149,7 @@ class _Open:
         self.logprobs: list[dict] = []
 
 
+_DELTA = b'event: %s\ndata: {"type":"%s","sequence_number":%d,%s,"delta":%s%s}\n\n'
 _EMPTY_PART = {
     "output_text": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""},
     "refusal": {"type": "refusal", "refusal": ""},
@@ -204,7 +205,7 @@ class ResponsesStream:
     def feed(self, chunk: dict) -> bytes:
         if self._terminal:
             return b""
-        out: list[bytes] = [self.start()]
+        out: list[bytes] = [] if self._started else [self.start()]
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
         if isinstance(chunk.get("service_tier"), str):
@@ -265,6 +266,13 @@ class ResponsesStream:
         self._seq += 1
         out.append(b"event: " + etype.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n")
 
+    def _delta(self, out: list[bytes], etype: bytes, ids: dict, text: str, tail: bytes = b"") -> None:
+        """A delta event (most of a stream) put together as bytes: exactly what ``_emit`` gives for
+        ``type, sequence_number, *ids, delta`` and ``tail``'s members, without a dict per event."""
+        seq = self._seq
+        self._seq += 1
+        out.append(_DELTA % (etype, etype, seq, orjson.dumps(ids)[1:-1], orjson.dumps(text), tail))
+
     def _final(self, status: str, **kw: Any) -> dict:
         usage = responses_usage(self.usage)
         completed_at = int(time.time()) if status == "completed" else None
@@ -296,9 +304,12 @@ class ResponsesStream:
         m.buf.append(text)
         if part == "output_text":
             m.logprobs.extend(logprobs)
-            self._emit(out, "response.output_text.delta", **m.ids, delta=text, logprobs=logprobs)
+            if logprobs:
+                self._emit(out, "response.output_text.delta", **m.ids, delta=text, logprobs=logprobs)
+            else:
+                self._delta(out, b"response.output_text.delta", m.ids, text, b',"logprobs":[]')
         else:
-            self._emit(out, "response.refusal.delta", **m.ids, delta=text)
+            self._delta(out, b"response.refusal.delta", m.ids, text)
 
     def _close_part(self, out: list[bytes], m: _Open, emit: bool) -> None:
         if m.part is None:
@@ -327,7 +338,7 @@ class ResponsesStream:
             self._add_item(out, item)
             self._emit(out, "response.reasoning_summary_part.added", **r.ids, part={"type": "summary_text", "text": ""})
         r.buf.append(text)
-        self._emit(out, "response.reasoning_summary_text.delta", **r.ids, delta=text)
+        self._delta(out, b"response.reasoning_summary_text.delta", r.ids, text)
 
     def _close_open(self, out: list[bytes], emit: bool) -> None:
         o, self._open = self._open, None
@@ -394,7 +405,7 @@ class ResponsesStream:
 
     def _call_delta(self, out: list[bytes], call: _Call, piece: str) -> None:
         if call.unwrapper is None:
-            self._emit(out, "response.function_call_arguments.delta", **call.ids, delta=piece)
+            self._delta(out, b"response.function_call_arguments.delta", call.ids, piece)
             return
         text = call.unwrapper.feed(piece)
         if text:

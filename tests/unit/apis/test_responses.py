@@ -1232,3 +1232,21 @@ def test_sdk_stream_helper_accumulates_our_events() -> None:
     for item in accumulated:
         item.pop("parsed_arguments", None)
     assert accumulated == Response.model_validate(s.response).model_dump(mode="json", exclude_none=True)["output"]
+
+
+def test_a_delta_put_together_as_bytes_is_what_emit_gives() -> None:
+    from gateway.apis.responses_stream import ResponsesStream
+
+    s = ResponsesStream({"model": "m", "input": "x"}, "resp_1", 1, "m")
+    ids = {"item_id": "msg_1", "output_index": 2, "content_index": 0}
+    for text in ("plain", 'quote " and \\ back', "line\nbreak", "é ✓ \u2028", ""):
+        for etype, tail, extra in (
+            ("response.output_text.delta", b',"logprobs":[]', {"logprobs": []}),
+            ("response.refusal.delta", b"", {}),
+        ):
+            by_hand: list[bytes] = []
+            s._delta(by_hand, etype.encode(), ids, text, tail)
+            reference: list[bytes] = []
+            s._seq -= 1
+            s._emit(reference, etype, **ids, delta=text, **extra)
+            assert by_hand == reference
