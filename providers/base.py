@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import orjson
 
@@ -416,6 +416,11 @@ def chat_chunk(
     if ctx.include_usage:
         out["usage"] = usage
     return out
+
+
+def finish_reasons(**upstream: str) -> dict[str, FinishReason]:
+    """A dialect's stop reasons by the OpenAI ``finish_reason`` each becomes (space-separated names)."""
+    return {name: cast("FinishReason", finish) for finish, names in upstream.items() for name in names.split()}
 
 
 def chunk_out(ctx: CallContext, chunk: dict[str, Any]) -> Any:

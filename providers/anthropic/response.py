@@ -8,21 +8,18 @@ import orjson
 
 from gateway.wire.types import COMPLETIONS
 from providers.anthropic.request import JSON_TOOL, PLAIN
-from providers.base import TEXT_COMPLETION, FinishReason, load_json, new_id, usage_dict
+from providers.base import TEXT_COMPLETION, FinishReason, finish_reasons, load_json, new_id, usage_dict
 
 if TYPE_CHECKING:
     from providers.anthropic import AnthropicAdapter
     from providers.base import CallContext
 
-FINISH: dict[str, FinishReason] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
+FINISH = finish_reasons(
+    stop="end_turn stop_sequence pause_turn",
+    length="max_tokens model_context_window_exceeded",
+    tool_calls="tool_use",
+    content_filter="refusal",
+)
 
 
 def answer(adapter: AnthropicAdapter, endpoint: str, payload: bytes, ctx: CallContext) -> dict[str, Any]:

@@ -8,20 +8,15 @@ import orjson
 
 from gateway.errors import GatewayError
 from gateway.wire.types import COMPLETIONS
-from providers.base import TEXT_COMPLETION, FinishReason, new_id, usage_dict
+from providers.base import TEXT_COMPLETION, FinishReason, finish_reasons, new_id, usage_dict
 
 if TYPE_CHECKING:
     from providers.base import CallContext
     from providers.cohere import CohereAdapter
 
-FINISH: dict[str, FinishReason] = {
-    "COMPLETE": "stop",
-    "STOP_SEQUENCE": "stop",
-    "MAX_TOKENS": "length",
-    "ERROR_LIMIT": "length",
-    "TOOL_CALL": "tool_calls",
-    "ERROR_TOXIC": "content_filter",
-}
+FINISH = finish_reasons(
+    stop="COMPLETE STOP_SEQUENCE", length="MAX_TOKENS ERROR_LIMIT", tool_calls="TOOL_CALL", content_filter="ERROR_TOXIC"
+)
 _FAILED = {"ERROR", "TIMEOUT"}
 
 

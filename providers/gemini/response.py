@@ -9,7 +9,7 @@ import orjson
 
 from gateway.errors import GatewayError
 from gateway.wire.types import CHAT
-from providers.base import TEXT_COMPLETION, FinishReason, new_id, usage_dict
+from providers.base import TEXT_COMPLETION, FinishReason, finish_reasons, new_id, usage_dict
 
 if TYPE_CHECKING:
     from providers.base import CallContext
@@ -17,17 +17,11 @@ if TYPE_CHECKING:
 
 # finishReason -> OpenAI finish_reason (https://ai.google.dev/api/generate-content#FinishReason);
 # any reason not listed (OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL...) becomes "stop".
-FINISH: dict[str, FinishReason] = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-    "IMAGE_PROHIBITED_CONTENT": "content_filter",
-}
+FINISH = finish_reasons(
+    stop="STOP",
+    length="MAX_TOKENS",
+    content_filter="SAFETY RECITATION BLOCKLIST PROHIBITED_CONTENT SPII IMAGE_SAFETY IMAGE_PROHIBITED_CONTENT",
+)
 
 
 def answer(adapter: GeminiAdapter, endpoint: str, obj: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
