@@ -23,7 +23,7 @@ from gateway.pipeline.overflow import PARAM as OVERFLOW_PARAM
 from gateway.pipeline.overflow import budget_of, cap_budget, fit_async, overflow_error, parse_overflow
 from gateway.pipeline.relay import ChatOut, NativeOut, OpenStream, Out, TranslatedOut, peek, pump
 from gateway.pipeline.validate import model_of
-from gateway.wire.asgi import WATCH_AFTER, DisconnectWatch, Receive, Send, send_json
+from gateway.wire.asgi import STREAM_WATCH_AFTER, WATCH_AFTER, DisconnectWatch, Receive, Send, send_json
 from gateway.wire.upstream import timed_out
 from providers.base import CallContext
 
@@ -119,9 +119,10 @@ async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: En
 async def _serve(c: Call, receive: Receive) -> None:
     ctx = c.ctx
     task = asyncio.current_task()
-    # Streams are watched from the start (a client that leaves one mid-way is the common case
-    # and must be recorded as 499); other requests only once they have lasted WATCH_AFTER.
-    watcher = DisconnectWatch(receive, task, ctx, 0.0 if ctx.stream else WATCH_AFTER)
+    # Streams are watched almost from the start (a client that leaves one mid-way is the common
+    # case and must be recorded as 499): after STREAM_WATCH_AFTER, so the many streams that are
+    # over sooner cost a timer, not a task; other requests once they have lasted WATCH_AFTER.
+    watcher = DisconnectWatch(receive, task, ctx, STREAM_WATCH_AFTER if ctx.stream else WATCH_AFTER)
     try:
         await _attempts(c)
     except asyncio.CancelledError:

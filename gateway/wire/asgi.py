@@ -89,6 +89,7 @@ class ClientGone(Exception):
 # this long: a disconnect is then noticed at most this late (LLM calls that matter last seconds),
 # and fast requests never pay for it.
 WATCH_AFTER = 1.0
+STREAM_WATCH_AFTER = 0.05
 
 
 class DisconnectWatch:
