@@ -97,7 +97,11 @@ class EventRelay:
         marked = self.marked
         if marked is None or not self.parser.idle or chunk[-2:] != b"\n\n" or b"\r" in chunk:
             return self._frame(self.parser.feed(chunk))
-        if chunk[:7] == b"event: " and chunk.count(b"\n\n") == chunk.count(b"\n\nevent: ") + 1:
+        if (
+            chunk[:7] == b"event: "
+            and chunk.count(b"\n\n") == chunk.count(b"\n\nevent: ") + 1
+            and b"\n\n\n" not in chunk
+        ):
             # Every event names itself first: only where ``seek`` finds one can a marked event start.
             starts = sorted({i for p in self.seek for i in _found(chunk, p) if i == 0 or chunk[i - 2 : i] == b"\n\n"})
         else:
@@ -105,9 +109,12 @@ class EventRelay:
         out: list[bytes] = []
         pos = 0  # where the events not yet relayed begin
         for start in starts:
+            if start < pos:
+                continue  # inside what was just relayed (a blank line more than needed came before it)
             if chunk.startswith(b"event: ", start) and chunk[start + 7 : chunk.find(b"\n", start)] not in marked:
                 continue
-            end = chunk.find(b"\n\n", start) + 2
+            end = chunk.find(b"\n\n", start)
+            end = len(chunk) if end < 0 else end + 2  # a read may end inside a run of blank lines
             if start > pos:
                 out.append(self.passed(chunk[pos:start]))
             out.append(self._frame(_one_event(chunk[start:end]) or self.parser.feed(chunk[start:end])))

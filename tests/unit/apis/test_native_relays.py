@@ -44,6 +44,7 @@ def anthropic_stream() -> bytes:
     parts.append(b": a comment\n\n")
     parts.append(b'data: {"type": "unnamed"}\n\n')
     parts.append(ev("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    parts.append(b"\n")  # a blank line more than needed: the marked event after it still comes out once
     parts.append(
         ev(
             "message_delta",
@@ -61,6 +62,7 @@ def responses_stream() -> bytes:
     for i, t in enumerate(("Hi", "event: response.completed", " there")):
         d = {"type": "response.output_text.delta", "sequence_number": 2 + i, "item_id": "msg_1", "delta": t}
         parts.append(ev("response.output_text.delta", d))
+    parts.append(b"\n")  # a blank line more than needed
     done = dict(
         resp,
         status="completed",
