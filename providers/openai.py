@@ -14,7 +14,7 @@ from urllib.parse import quote
 import orjson
 
 from gateway.errors import GatewayError
-from gateway.wire.types import CHAT, COMPLETIONS, EMBEDDINGS, SSEEvent, UpstreamRequest
+from gateway.wire.types import CHAT, COMPLETIONS, DONE, EMBEDDINGS, SSEEvent, UpstreamRequest
 from providers.base import Adapter, Capabilities, FilesAPI, StreamTranslator, auth_headers, load_json, try_json
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ _MODEL_RE = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 _USAGE_OBJ_RE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_HEAD_RE = re.compile(rb'^\s*\{\s*"error"\s*:')
 _USAGE_NULL_RE = re.compile(rb',\s*"usage"\s*:\s*null')
-_DONE_EVENT = b"data: [DONE]\n\n"
 _USAGE_NULL = b',"usage":null'
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
@@ -82,7 +81,7 @@ class OpenAIStream(StreamTranslator):
                 return self._with_usage(data)
             if not self.ctx.include_usage:
                 # We asked for usage on the client's behalf; OpenAI sends no usage field then.
-                stripped = data.replace(b',"usage":null', b"", 1)
+                stripped = data.replace(_USAGE_NULL, b"", 1)
                 data = (
                     stripped
                     if stripped is not data and len(stripped) < len(data)
@@ -102,9 +101,9 @@ class OpenAIStream(StreamTranslator):
         # each a JSON object (so no [DONE] in between); the end marker may close the read.
         events = chunk.count(b"\n\ndata: {") + 1
         newlines = chunk.count(b"\n")
-        done = newlines == 2 * events + 2 and chunk.endswith(_DONE_EVENT)
+        done = newlines == 2 * events + 2 and chunk.endswith(DONE)
         if done:
-            chunk = chunk[: -len(_DONE_EVENT)]
+            chunk = chunk[: -len(DONE)]
         elif newlines != 2 * events:
             return None
         if b'"error"' in chunk:

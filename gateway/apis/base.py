@@ -117,7 +117,7 @@ class EventRelay:
             end = len(chunk) if end < 0 else end + 2  # a read may end inside a run of blank lines
             if start > pos:
                 out.append(self.passed(chunk[pos:start]))
-            out.append(self._frame(_one_event(chunk[start:end]) or self.parser.feed(chunk[start:end])))
+            out.append(self._frame(self.parser.feed(chunk[start:end])))
             pos = end
         if pos < len(chunk):
             out.append(self.passed(chunk[pos:]))
@@ -153,14 +153,6 @@ def _found(data: bytes, needle: bytes) -> list[int]:
         out.append(i)
         i = data.find(needle, i + 1)
     return out
-
-
-def _one_event(block: bytes) -> list[SSEEvent] | None:
-    """``event: NAME`` then one ``data:`` line, read without the parser; None for any other form."""
-    nl = block.find(b"\n")
-    if block[:7] != b"event: " or block[nl + 1 : nl + 7] != b"data: " or block.count(b"\n") != 3:
-        return None
-    return [SSEEvent(block[7:nl].decode("utf-8", "replace"), block[nl + 7 : -2])]
 
 
 def _event_starts(data: bytes) -> list[int]:

@@ -341,6 +341,7 @@ def _chat_form(c: Call, provider: str, native_api: bool) -> dict[str, Any]:
 # What may count for more tokens than its bytes in a native body: images, files, audio, tool
 # definitions (rendered before counting). A body naming none of them is plain text and structure.
 _SIZE_UNSAFE = (b'"image', b'"document', b'"file', b'"input_audio"', b'"tools"')
+_PRIMING = 16  # tokens a chat form adds beyond its messages' bytes, with room to spare
 
 
 def _fits_by_size(c: Call, dep: Deployment) -> bool:
@@ -350,16 +351,13 @@ def _fits_by_size(c: Call, dep: Deployment) -> bool:
     window = dep.facts.context_window
     if window is None:
         return True
+    raw = c.ctx.body
     budget = c.body.get(c.endpoint.overflow_param)
     budget = budget if type(budget) is int else 0
     cap = dep.facts.max_output_tokens
-    if (cap is not None and budget > cap) or len(c.ctx.body) + budget + _PRIMING >= window:
+    if (cap is not None and budget > cap) or len(raw) + budget + _PRIMING >= window:
         return False  # truncation may have to lower the budget: the careful count decides
-    raw = c.ctx.body
     return not any(marker in raw for marker in _SIZE_UNSAFE)
-
-
-_PRIMING = 16  # tokens a chat form adds beyond its messages' bytes, with room to spare
 
 
 def _native_body(c: Call, dep: Deployment, fitted: dict[str, Any]) -> bytes:

@@ -9,9 +9,9 @@ a CRLF pair is split across two reads. An event larger than ``max_event_bytes`` 
 from __future__ import annotations
 
 from gateway.errors import GatewayError
-from gateway.wire.types import SSEEvent
+from gateway.wire.types import DONE, SSEEvent
 
-DONE = b"data: [DONE]\n\n"
+__all__ = ["DONE", "SSE_HEADERS", "SSEParser", "frame"]
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -78,6 +78,10 @@ class SSEParser:
 def _parse_block(block: bytes) -> SSEEvent | None:
     if block.startswith(b"data: ") and b"\n" not in block:
         return SSEEvent(None, block[6:])  # the common case: one data line
+    if block.startswith(b"event: "):
+        nl = block.find(b"\n")  # the other common one: a name, then one data line
+        if block.startswith(b"data: ", nl + 1) and block.count(b"\n") == 1:
+            return SSEEvent(block[7:nl].decode("utf-8", "replace"), block[nl + 7 :])
     event: str | None = None
     data: list[bytes] = []
     for line in block.split(b"\n"):

@@ -16,6 +16,10 @@ COMPLETIONS = "completions"
 EMBEDDINGS = "embeddings"
 
 
+# The OpenAI stream's end marker, as framed on the wire (relayed by the pipeline, recognised by adapters).
+DONE = b"data: [DONE]\n\n"
+
+
 class SSEEvent(NamedTuple):
     """One server-sent event: its ``event:`` name (None when absent) and joined ``data:`` bytes."""
 
