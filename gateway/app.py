@@ -44,6 +44,7 @@ from gateway.pipeline.frame import (
     REPLAY,
     REQUIRED,
     Frame,
+    Handler,
     Handling,
     RequestContext,
     unexpected,
@@ -154,18 +155,12 @@ class Gateway:
                 Exception: _failed,
             },
         )
-        # How each kind of route is served, made once: the request path only looks them up.
-        self._hot = {
-            ep: (
-                Handling(partial(generation.handle, endpoint=ep), REQUIRED, ep.errors, BODY),
-                Handling(_post_only, REQUIRED, ep.errors),
-            )
-            for ep in ENDPOINTS
+        # How each kind of route is served, made once: the request path only looks them up. The
+        # POST-only routes served in raw ASGI: (for a POST, for any other method), by exact path.
+        self._posts = {
+            path: _post_route(partial(generation.handle, endpoint=ep), ep.errors) for path, ep in HOT_ROUTES.items()
         }
-        self._count_tokens = (
-            Handling(count_tokens, REQUIRED, ANTHROPIC_ERRORS, BODY),
-            Handling(_post_only, REQUIRED, ANTHROPIC_ERRORS),
-        )
+        self._posts[COUNT_TOKENS] = _post_route(count_tokens, ANTHROPIC_ERRORS)
         self._routed_by = {
             (auth, reads): Handling(self._routed, auth, OPENAI_ERRORS, reads)
             for auth in (REQUIRED, OPTIONAL)
@@ -175,13 +170,9 @@ class Gateway:
     # -- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            endpoint = HOT_ROUTES.get(scope["path"])
-            if endpoint is not None:
-                post, other = self._hot[endpoint]
-                return await self.frame.run(scope, receive, send, post if scope["method"] == "POST" else other)
-            if scope["path"] == COUNT_TOKENS:
-                post, other = self._count_tokens
-                return await self.frame.run(scope, receive, send, post if scope["method"] == "POST" else other)
+            served = self._posts.get(scope["path"])
+            if served is not None:
+                return await self.frame.run(scope, receive, send, served[0] if scope["method"] == "POST" else served[1])
             if is_public(scope["path"]):
                 return await self.router(scope, receive, send)  # probes, scrapes, the console page: not recorded
             auth = self._auth_for(scope)
@@ -194,10 +185,8 @@ class Gateway:
 
     def errors_for(self, path: str) -> ErrorShape:
         """How the route at ``path`` spells an error (for answers the HTTP protocol gives itself)."""
-        endpoint = HOT_ROUTES.get(path)
-        if endpoint is not None:
-            return endpoint.errors
-        return ANTHROPIC_ERRORS if path == COUNT_TOKENS else OPENAI_ERRORS
+        served = self._posts.get(path)
+        return served[0].errors if served is not None else OPENAI_ERRORS
 
     def _auth_for(self, scope: Scope) -> int:
         """Known routes need a key; an unknown route takes one if given (so a valid key's stray
@@ -285,6 +274,11 @@ class Gateway:
         _freeze_startup_objects()
         log.info("config reloaded from %s", path)
         return []
+
+
+def _post_route(handler: Handler, errors: ErrorShape) -> tuple[Handling, Handling]:
+    """A POST-only route's two ways: the handler with the body read by the frame, or the 405."""
+    return Handling(handler, REQUIRED, errors, BODY), Handling(_post_only, REQUIRED, errors)
 
 
 async def _post_only(ctx: RequestContext, receive: Receive, send: Send) -> None:
