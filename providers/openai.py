@@ -92,9 +92,10 @@ class OpenAIStream(StreamTranslator):
 
     def feed_chunk(self, chunk: bytes) -> bytes | None:  # type: ignore[override]
         """A read of whole one-line ``data: {...}`` events is relayed as one buffer: the model renamed
-        by one replace, usage found by search, nothing parsed (the usage event and what follows it go
-        event by event). Any other read (a split event, other lines, an error, spaced JSON) returns
-        None, for the event-by-event path. Each search is a pass over the read: they are few."""
+        by one replace, usage found by search, nothing parsed (the usage event goes through the event
+        path). Any other read (a split event, other lines, an error, spaced JSON) returns None, for
+        the event-by-event path. Each search is a pass over the read (about 0.5 ns a byte): there are
+        four or five, and every check that can be read off a pass already made is read off it."""
         if chunk[:7] != b"data: {" or chunk[-2:] != b"\n\n" or b"\r" in chunk:
             return None
         # Every newline belongs to an event's "\n\n" followed by the next "data: {": one line each,
@@ -106,55 +107,52 @@ class OpenAIStream(StreamTranslator):
             chunk = chunk[: -len(DONE)]
         elif newlines != 2 * events:
             return None
-        if b'"error"' in chunk:
-            return None
-        usages = chunk.count(b'"usage"')
+        # OpenAI's usage chunk is the stream's last event: looked for in the read's last event only
+        # (a usage object anywhere else fails the usage:null count below).
+        cut = chunk.rfind(b"\n\n", 0, len(chunk) - 2)
+        cut = cut + 2 if cut >= 0 else 0
         tail = b""
-        u = chunk.rfind(b'"usage":{') if usages else -1  # the usage chunk is the last: found from the end
-        if u >= 0:
-            cut = chunk.rfind(b"\n\n", 0, u)
-            cut = cut + 2 if cut >= 0 else 0  # the usage event starts after the previous one's end
+        if chunk.find(b'"usage":{', cut) >= 0:
             chunk, tail = chunk[:cut], chunk[cut:]
-            events -= tail.count(b"\n\n")
-            usages -= tail.count(b'"usage"')
-        head = self._relay_head(chunk, events, usages) if chunk else b""
+            events -= 1
+        head = self._relay_head(chunk, events) if events else b""
         if head is None:
             return None
         if tail:
-            rest = [self.feed(SSEEvent(None, ev[6:])) for ev in tail[:-2].split(b"\n\n")]
-            head += b"".join([b"data: " + p + b"\n\n" for payloads in rest for p in payloads])
+            head += b"".join([b"data: " + p + b"\n\n" for p in self.feed(SSEEvent(None, tail[6:-2]))])
         if done:
             self.finished = True
         return head
 
-    def _relay_head(self, chunk: bytes, events: int, usages: int) -> bytes | None:
-        """Events whose only usage fields are ``"usage":null``: renamed by one replace, or None to go
-        one by one."""
-        if usages:
-            if self.ctx.include_usage:
-                if chunk.count(_USAGE_NULL) != usages:
-                    return None  # a usage object or a spaced form: the per-event path sees it
-            else:
-                # We asked for usage on the client's behalf; OpenAI sends no usage field then.
-                stripped = chunk.replace(_USAGE_NULL, b"")
-                if len(chunk) - len(stripped) != usages * len(_USAGE_NULL):
-                    return None
-                chunk = stripped
-        models = chunk.count(b'"model"')
-        if models:
-            i = chunk.find(b'"model":"')
+    def _relay_head(self, chunk: bytes, events: int) -> bytes | None:
+        """``events`` events, each with ``"usage":null`` or no usage field at all and each naming the
+        model once, in the compact form: renamed by one replace; None to go one by one. An error
+        event names no model, so the count of renamed models sends its read to the event path."""
+        # split+join rather than replace: one search pass instead of two, and the count comes free.
+        if self.ctx.include_usage:
+            nulls = chunk.count(_USAGE_NULL)
+        else:
+            # We asked for usage on the client's behalf; OpenAI sends no usage field then.
+            parts = chunk.split(_USAGE_NULL)
+            nulls = len(parts) - 1
+            if nulls:
+                chunk = b"".join(parts)
+        if nulls != events and (nulls or b'"usage"' in chunk):
+            return None  # a usage object, or a spaced form: the event path sees it
+        i = chunk.find(b'"model":"')
+        if i < 0:
+            if b'"model"' in chunk or b'"error"' in chunk:
+                return None
+        else:
             j = chunk.find(b'"', i + 9)
             old = chunk[i : j + 1]
-            if i < 0 or old[-2:-1] == b"\\":
-                return None  # a spaced form or an escaped quote: the per-event regex renames it
-            grow = len(self.model_bytes) - len(old)
-            if grow:
-                renamed = chunk.replace(old, self.model_bytes)
-                if len(renamed) - len(chunk) != models * grow:
-                    return None  # not every event names that model the same way
-                chunk = renamed
-            elif chunk.count(old) != models:
-                return None
+            if j < 0 or old[-2:-1] == b"\\":
+                return None  # an escaped quote: the per-event regex renames it
+            parts = chunk.split(old)
+            if len(parts) != events + 1:
+                return None  # not every event names that model once, the same way
+            if old != self.model_bytes:
+                chunk = self.model_bytes.join(parts)
         self.content_chunks += events
         return chunk
 

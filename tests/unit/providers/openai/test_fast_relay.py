@@ -108,6 +108,9 @@ def test_reads_the_fast_path_declines() -> None:
         spaced,
         mixed,
         DONE + event({"content": "after the end"}),
+        event({"content": "a"}) + b'data: {"error":{"message":"boom"}}\n\n',  # names no model
+        event({"content": "a"}, usage=USAGE) + event({"content": "b"}, usage=None),  # usage mid-stream
+        event({"content": "a"}, usage=None) + b'data: {"model":"gpt-4o-mini-2024-07-18","usage": null}\n\n',
     ):
         assert t.feed_chunk(data) is None, data
     assert not t.finished and t.usage is None and t.content_chunks == 0
@@ -170,3 +173,13 @@ def test_a_translated_stream_gets_the_same_chunks_either_way(picks: list[int], c
             out.close()
         got.append((enc.chunks, t.usage, out.finished))
     assert got[0] == got[1] and got[0][1] == USAGE and got[0][2]
+
+
+def test_a_name_as_long_as_the_upstreams_is_still_renamed() -> None:
+    data = stream(True, ["a", "b"])
+    same = "vendor/gpt-4o-mini-0718"[: len("gpt-4o-mini-2024-07-18")]  # another name, the same length
+    t = OpenAIStream(CallContext(client_model=same, include_usage=True))
+    got = t.feed_chunk(data)
+    assert got is not None and got.count(f'"model":"{same}"'.encode()) == 5 and b"2024-07-18" not in got
+    t = OpenAIStream(CallContext(client_model="gpt-4o-mini-2024-07-18", include_usage=True))
+    assert t.feed_chunk(data) is not None  # the upstream's own name: relayed as it came
