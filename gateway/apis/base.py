@@ -8,6 +8,7 @@ API itself declares it (``Capabilities.native``) and then gets the client's body
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -87,28 +88,67 @@ class EventRelay:
 
     __slots__ = ("finished", "parser")
     marked: frozenset[bytes] | None = None  # None: every event is parsed
-    seek: tuple[bytes, ...] = ()  # what the ``event:`` line of every marked event starts with
+    # Built from ``marked`` for each subclass: a marked event (its one-line data captured), or an
+    # event boundary not followed by ``event:`` (an event without a name, a run of blank lines).
+    _head: re.Pattern[bytes] | None = None
+    _scan: re.Pattern[bytes] | None = None
+    _counts = False  # the subclass counts the events it relays unparsed (``relayed``)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._head = cls._scan = None
+        if cls.marked is not None:
+            event = rb"event: (" + _alternation(sorted(cls.marked)) + rb")\n(?:data: ([^\n]*)(?=\n\n))?"
+            cls._head = re.compile(event)
+            cls._scan = re.compile(rb"\n\n(?:" + event + rb"|(?!event: |\Z))")
+        cls._counts = cls.relayed is not EventRelay.relayed
 
     def __init__(self) -> None:
         self.parser = SSEParser()
         self.finished = False
 
     def feed(self, chunk: bytes) -> bytes:
-        marked = self.marked
-        if marked is None or not self.parser.idle or chunk[-2:] != b"\n\n" or b"\r" in chunk:
+        scan = self._scan
+        if scan is None or not self.parser.idle or chunk[-2:] != b"\n\n" or b"\r" in chunk:
             return self._frame(self.parser.feed(chunk))
-        if (
-            chunk[:7] == b"event: "
-            and chunk.count(b"\n\n") == chunk.count(b"\n\nevent: ") + 1
-            and b"\n\n\n" not in chunk
-        ):
-            # Every event names itself first: only where ``seek`` finds one can a marked event start.
-            starts = sorted({i for p in self.seek for i in _found(chunk, p) if i == 0 or chunk[i - 2 : i] == b"\n\n"})
-        else:
-            starts = _event_starts(chunk)  # other lines too: every event is looked at
+        if chunk[:7] == b"event: ":
+            # One pass of a regex finds the marked events and any boundary that breaks the rule that
+            # every event names itself first; the events in between are the upstream's bytes.
+            found = list(scan.finditer(chunk))
+            if all(m.group(1) is not None for m in found):
+                first = self._head.match(chunk)  # type: ignore[union-attr]
+                return self._splice(chunk, [first, *found] if first else found)
+        return self._each(chunk)
+
+    def _splice(self, chunk: bytes, found: list[re.Match[bytes]]) -> bytes:
+        """Whole events that each name themselves first, ``found`` the marked ones among them."""
         out: list[bytes] = []
         pos = 0  # where the events not yet relayed begin
-        for start in starts:
+        for m in found:
+            start = m.start() + 2 if m.start() else 0  # a match after the first includes the "\n\n" before
+            if start > pos:
+                out.append(chunk[pos:start])
+            name, data = m.group(1), m.group(2)
+            if data is None:  # a marked event of more lines: the parser reads it
+                end = chunk.find(b"\n\n", start) + 2
+                out.append(self._frame(self.parser.feed(chunk[start:end])))
+            else:
+                end = m.end() + 2
+                out.append(b"event: " + name + b"\ndata: " + self.event(name.decode(), data) + b"\n\n")
+            pos = end
+        if pos < len(chunk):
+            out.append(chunk[pos:])
+        if self._counts:
+            self.relayed(chunk.count(b"\n\nevent: ") + 1 - len(found))
+        return b"".join(out)
+
+    def _each(self, chunk: bytes) -> bytes:
+        """Whole events of any form: each looked at, the marked and nameless ones parsed."""
+        marked = self.marked
+        assert marked is not None
+        out: list[bytes] = []
+        pos = 0  # where the events not yet relayed begin
+        for start in _event_starts(chunk):
             if start < pos:
                 continue  # inside what was just relayed (a blank line more than needed came before it)
             if chunk.startswith(b"event: ", start) and chunk[start + 7 : chunk.find(b"\n", start)] not in marked:
@@ -116,19 +156,23 @@ class EventRelay:
             end = chunk.find(b"\n\n", start)
             end = len(chunk) if end < 0 else end + 2  # a read may end inside a run of blank lines
             if start > pos:
-                out.append(self.passed(chunk[pos:start]))
+                out.append(self._passed(chunk[pos:start]))
             out.append(self._frame(self.parser.feed(chunk[start:end])))
             pos = end
         if pos < len(chunk):
-            out.append(self.passed(chunk[pos:]))
+            out.append(self._passed(chunk[pos:]))
         return b"".join(out)
+
+    def _passed(self, raw: bytes) -> bytes:
+        if self._counts:
+            self.relayed(raw.count(b"\n\n"))
+        return raw
 
     def close(self) -> bytes:
         return self._frame(self.parser.close())
 
-    def passed(self, raw: bytes) -> bytes:
-        """Whole events relayed unparsed (none of them ``marked``)."""
-        return raw
+    def relayed(self, n: int) -> None:
+        """``n`` whole events relayed unparsed (none of them ``marked``)."""
 
     def _frame(self, events: list[SSEEvent]) -> bytes:
         out: list[bytes] = []
@@ -143,6 +187,26 @@ class EventRelay:
     def event(self, name: str | None, data: bytes) -> bytes:
         """One upstream event's data as the client gets it (rewritten or as is)."""
         return data
+
+
+def _alternation(names: list[bytes]) -> bytes:
+    """A regex matching exactly ``names``, common prefixes factored out: the engine then tests
+    ``response.`` once per event, not once per name."""
+    groups: dict[bytes, list[bytes]] = {}
+    for n in sorted(names):
+        groups.setdefault(n[:1], []).append(n)
+    alts = []
+    for group in groups.values():
+        if len(group) == 1:
+            alts.append(re.escape(group[0]))
+            continue
+        lo, hi = group[0], group[-1]  # sorted: what the first and last share, all share
+        k = next((i for i, (x, y) in enumerate(zip(lo, hi, strict=False)) if x != y), len(lo))
+        common = lo[:k]
+        rest = [n[len(common) :] for n in group]
+        optional = b"?" if b"" in rest else b""  # one name is a prefix of another
+        alts.append(re.escape(common) + b"(?:" + _alternation([r for r in rest if r]) + b")" + optional)
+    return b"|".join(alts)
 
 
 def _found(data: bytes, needle: bytes) -> list[int]:

@@ -128,7 +128,6 @@ class _Relay(EventRelay):
     __slots__ = ("ctx",)
     # Only these need a look: the deltas of content blocks go through as the upstream's bytes.
     marked = frozenset((b"message_start", b"message_delta", b"message_stop", b"error"))
-    seek = (b"event: message_", b"event: error")
 
     def __init__(self, ctx: RequestContext) -> None:
         super().__init__()

@@ -223,7 +223,6 @@ class _Relay(EventRelay):
     __slots__ = ("count", "ex", "last", "provider")
     # Only these need a look: deltas and items go through as the upstream's bytes.
     marked = frozenset(name.encode() for name in _RESPONSE_EVENTS | _TERMINAL)
-    seek = tuple({b"event: " + name[: len("response.") + 1] for name in marked} | {b"event: error"})
 
     def __init__(self, ex: ResponsesExchange, provider: str) -> None:
         super().__init__()
@@ -247,9 +246,8 @@ class _Relay(EventRelay):
                 _usage_into(self.ex.ctx, resp.get("usage"))
         return orjson.dumps(obj)
 
-    def passed(self, raw: bytes) -> bytes:
-        self.count += raw.count(b"\n\n")
-        return raw
+    def relayed(self, n: int) -> None:
+        self.count += n
 
     def fail(self, err: GatewayError) -> bytes:
         """``response.failed`` after the upstream broke off: the stream still ends with a terminal event."""

@@ -16,7 +16,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.apis import messages, responses
+from gateway.apis import base, messages, responses
 
 
 def ev(name: str, data: dict[str, Any]) -> bytes:
@@ -144,3 +144,49 @@ def test_reads_at_event_boundaries_match_the_event_path(picks: list[int], which:
     data = anthropic_stream() if which else responses_stream()
     ends = [i + 2 for i in range(len(data) - 1) if data[i : i + 2] == b"\n\n"]
     same(messages_relay if which else responses_relay, data, [ends[p % len(ends)] for p in picks])
+
+
+def clean(data: bytes) -> bytes:
+    """Only named events, one blank line each: the reads the one-regex path takes whole."""
+    events = [e.lstrip(b"\n") for e in data.split(b"\n\n")]
+    events = [e for e in events if e.startswith(b"event: ")]
+    return b"".join(e + b"\n\n" for e in events)
+
+
+def test_clean_reads_are_spliced_without_looking_at_each_event(monkeypatch: Any) -> None:
+    def each(self: Any, chunk: bytes) -> bytes:
+        raise AssertionError("a clean read went event by event")
+
+    monkeypatch.setattr(base.EventRelay, "_each", each)
+    msg = clean(anthropic_stream())
+    assert b"\n\n\n" not in msg and b"unnamed" not in msg
+    got, relay, ctx = same(messages_relay, msg, [])
+    assert relay.finished and ctx.completion_tokens == 15 and b"claude-up" not in got
+    # A marked event in another form (an id line, two data lines) is read by the parser, in place.
+    multi = msg.replace(
+        b'event: message_delta\ndata: {"type":"message_delta",',
+        b'event: message_delta\nid: 7\ndata: {"type":"message_delta",\ndata: ',
+    )
+    assert multi != msg
+    _, relay, ctx = same(messages_relay, multi, [])
+    assert relay.finished and ctx.completion_tokens == 15
+    got, relay, _ = same(responses_relay, clean(responses_stream()), [])
+    assert relay.finished and relay.count == 6 and b"gpt-up" not in got
+
+
+@settings(max_examples=200, deadline=None)
+@given(picks=st.lists(st.integers(min_value=0, max_value=30), max_size=8), which=st.booleans())
+def test_clean_reads_at_event_boundaries_match_the_event_path(picks: list[int], which: bool) -> None:
+    data = clean(anthropic_stream() if which else responses_stream())
+    ends = [i + 2 for i in range(len(data) - 1) if data[i : i + 2] == b"\n\n"]
+    same(messages_relay if which else responses_relay, data, [ends[p % len(ends)] for p in picks])
+
+
+def test_the_marked_names_regex_matches_exactly_the_names() -> None:
+    import re
+
+    for names in ([b"a", b"ab", b"abc", b"b"], [b"x"], [b"ab", b"ac", b"a"], sorted(responses._Relay.marked or ())):
+        r = re.compile(b"(?:" + base._alternation(names) + b")\\Z")
+        assert all(r.match(n) for n in names)
+        others = [b"", b"ac", b"abcd", b"ad", b"response.", b"response.completedx", b"response.output_text.delta"]
+        assert not any(r.match(n) for n in others if n not in names)
