@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 import re
 from collections.abc import Container, Iterable
@@ -55,8 +56,42 @@ BATCH = Kind("Batch", "batch_")
 
 
 def encode_id(kind: Kind, provider: str, upstream_id: str) -> str:
-    raw = f"{provider}\0{upstream_id}".encode()
-    return kind.prefix + ID_MARK + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+    return kind.prefix + ID_MARK + b32(f"{provider}\0{upstream_id}".encode())
+
+
+_B32 = bytes.maketrans(bytes(range(32)), b"abcdefghijklmnopqrstuvwxyz234567")
+
+
+def b32(raw: bytes) -> str:
+    """``base64.b32encode(raw)``, lowercase, without its padding, in a few big-integer steps:
+    Python 3.11's encoder loops in Python over every 5 bytes (about 9 us for a response id; this
+    takes about 2). The bytes, padded to whole 5-byte blocks, are one integer of 5-bit groups;
+    ``_spread`` moves each group into a byte of its own, which a table turns into its letter."""
+    padded = raw + b"\0" * (-len(raw) % 5)
+    groups = len(padded) * 8 // 5
+    y = int.from_bytes(padded, "big")
+    for keep, move, shift in _spread(groups):
+        y = (y & keep) | ((y & move) << shift)
+    return y.to_bytes(groups, "big").translate(_B32)[: (len(raw) * 8 + 4) // 5].decode("ascii")
+
+
+@functools.lru_cache(maxsize=64)
+def _spread(groups: int) -> tuple[tuple[int, int, int], ...]:
+    """The steps that move group ``k`` (from the least significant) from bit ``5k`` to bit ``8k``:
+    for each bit ``j`` of ``k``, highest first, the groups with it set move up ``3 * 2**j``. A group
+    never lands on another (before each step group ``k`` sits at ``5k + 3 * (k rounded down to a
+    multiple of 2**(j+1))``, which grows by at least 5 from one group to the next)."""
+    steps = []
+    for j in reversed(range(max(groups - 1, 1).bit_length())):
+        keep = move = 0
+        for k in range(groups):
+            at = 5 * k + 3 * (k >> (j + 1) << (j + 1))
+            if k >> j & 1:
+                move |= 31 << at
+            else:
+                keep |= 31 << at
+        steps.append((keep, move, 3 << j))
+    return tuple(steps)
 
 
 def decode_id(kind: Kind, client_id: str, providers: Container[str]) -> tuple[str, str] | None:

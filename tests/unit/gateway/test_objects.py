@@ -6,13 +6,17 @@ The rewriting goldens are the providers' own documented examples (URL beside eac
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import GatewayError
+from gateway.routes import objects
 from gateway.routes.objects import (
     BATCH,
     FILE,
@@ -250,3 +254,9 @@ def test_redis_owners_fail_closed() -> None:
     with pytest.raises(GatewayError) as e:
         asyncio.run(RedisOwners(store).owners(["file-syx"]))
     assert e.value.status == 503 and e.value.headers["retry-after"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.binary(max_size=700))
+def test_b32_is_the_standard_encoding_lowercase_without_padding(raw: bytes) -> None:
+    assert objects.b32(raw) == base64.b32encode(raw).decode("ascii").rstrip("=").lower()
