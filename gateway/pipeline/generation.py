@@ -113,11 +113,6 @@ async def handle(ctx: RequestContext, receive: Receive, send: Send, endpoint: En
         c.call.include_usage = ctx.stream  # the encoder needs the upstream's usage chunk
         c.call.chunk_dicts = True  # and reads each chunk as a dict
         await c.api.prepare()
-    await _serve(c, receive)
-
-
-async def _serve(c: Call, receive: Receive) -> None:
-    ctx = c.ctx
     task = asyncio.current_task()
     # Streams are watched almost from the start (a client that leaves one mid-way is the common
     # case and must be recorded as 499): after STREAM_WATCH_AFTER, so the many streams that are

@@ -74,34 +74,31 @@ class _HTTPResponse(UpstreamResponse):
         self.headers = resp.headers
 
     async def read(self) -> bytes:
+        """The body as it arrives (decompressed), no more than the bound, within max_duration."""
+        parts: list[bytes] = []
+        size = 0
+        content = self._resp.content
         try:
-            return await self._read_bounded()
+            while data := await content.readany():
+                if time.monotonic() > self._until:
+                    self._resp.close()
+                    raise too_slow(self._provider)
+                size += len(data)
+                if size > MAX_RESPONSE_BYTES:
+                    self._resp.close()
+                    raise GatewayError(
+                        502,
+                        f"{self._provider}: the upstream's response is over {MAX_RESPONSE_BYTES} bytes",
+                        code="upstream_bad_response",
+                        reason="too_large",
+                    )
+                parts.append(data)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise timed_out(self._provider) from None
         except aiohttp.ClientError as e:
             raise unreachable(self._provider, type(e).__name__) from None
         finally:
             self._resp.release()
-
-    async def _read_bounded(self) -> bytes:
-        """The body as it arrives (decompressed), no more than the bound, within max_duration."""
-        parts: list[bytes] = []
-        size = 0
-        content = self._resp.content
-        while data := await content.readany():
-            if time.monotonic() > self._until:
-                self._resp.close()
-                raise too_slow(self._provider)
-            size += len(data)
-            if size > MAX_RESPONSE_BYTES:
-                self._resp.close()
-                raise GatewayError(
-                    502,
-                    f"{self._provider}: the upstream's response is over {MAX_RESPONSE_BYTES} bytes",
-                    code="upstream_bad_response",
-                    reason="too_large",
-                )
-            parts.append(data)
         return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
