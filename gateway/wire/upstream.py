@@ -124,6 +124,9 @@ class _HTTPResponse(UpstreamResponse):
             self._resp.close()
 
 
+USER_AGENT = "switchyard"
+
+
 class Transport(Protocol):
     """Something that answers ``UpstreamRequest``s without the network (httpx's MockTransport idea):
     the composition root mounts one per URL scheme, e.g. the in-process simulator for ``mock://``."""
@@ -143,13 +146,9 @@ class UpstreamClient:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30, enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            trust_env=False,
-            skip_auto_headers=("User-Agent",),
-            headers={"user-agent": "switchyard"},
-            auto_decompress=True,
-        )
+        # No session-level headers: aiohttp then merges nothing and takes its fast path for its
+        # automatic headers; every request names its user agent itself (``send``).
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -189,7 +188,7 @@ class UpstreamClient:
                 req.method,
                 req.url,
                 data=req.body if body is None else body,
-                headers=req.headers,
+                headers={"user-agent": USER_AGENT, **req.headers},  # a configured User-Agent comes later and wins
                 timeout=self._timeout(connect_timeout, read_timeout),
                 allow_redirects=False,
             )

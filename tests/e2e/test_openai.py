@@ -32,6 +32,7 @@ def test_chat_reaches_upstream_with_its_own_credential(gateway, upstream):
     assert seen["body"]["model"] == "gpt-4o-mini" and seen["body"]["seed"] == 3 and seen["body"]["custom_field"] == 1
     assert seen["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert seen["headers"]["x-request-id"] == "req-abc"
+    assert seen["headers"]["user-agent"] == "switchyard"  # the gateway's own, never the SDK's
     assert CLIENT_KEY not in str(seen)
 
 
