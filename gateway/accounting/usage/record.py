@@ -51,4 +51,18 @@ class UsageRecord:
     @property
     def day(self) -> str:
         """The UTC day as ``YYYYMMDD`` (the Redis hash key's suffix)."""
-        return time.strftime("%Y%m%d", time.gmtime(self.ts))
+        return utc_day(self.ts)
+
+
+_DAYS: dict[int, str] = {}  # days since the epoch -> "YYYYMMDD": every record asks, few days occur
+
+
+def utc_day(ts: float) -> str:
+    """``time.strftime("%Y%m%d", time.gmtime(ts))``, remembered per day."""
+    n = int(ts // 86400)
+    day = _DAYS.get(n)
+    if day is None:
+        if len(_DAYS) > 64:
+            _DAYS.clear()
+        day = _DAYS[n] = time.strftime("%Y%m%d", time.gmtime(n * 86400))
+    return day

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.accounting.usage.redis_store import guard_key
 from tests.support.usage import DAY
@@ -30,3 +34,11 @@ def test_guard_shares_the_data_keys_cluster_slot(prefix: str, name: str) -> None
         g = guard_key(prefix, data_key, "batch1")
         assert g.startswith(f"{prefix}seen:")
         assert key_slot(g.encode()) == key_slot(data_key.encode()), (data_key, g)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ts=st.floats(min_value=-2e9, max_value=5e9, allow_nan=False))
+def test_the_remembered_utc_day_is_strftimes(ts: float) -> None:
+    from gateway.accounting.usage.record import utc_day
+
+    assert utc_day(ts) == time.strftime("%Y%m%d", time.gmtime(ts))
