@@ -151,7 +151,7 @@ async def _attempts(c: Call) -> None:
             if ctx.stream:
                 await pump(ctx, c.send, dep, opened, c.api, c.call)
             else:
-                data = opened if isinstance(opened, bytes) else _answer(c, dep, opened)
+                data = opened if isinstance(opened, bytes) else orjson.dumps(opened)
                 if c.api is not None:
                     await c.api.keep()
                 ctx.status = 200
@@ -289,7 +289,14 @@ async def _call_json(c: Call, dep: Deployment, ureq: Any, native_api: bool, wait
         raise dep.adapter.bad_response(f"unexpected shape ({type(e).__name__})") from None
     if not c.ctx.take_usage(result.get("usage")) or c.call.usage_estimated:
         c.ctx.estimated = True
-    return result
+    if c.api is None:
+        return result
+    try:
+        # Translated here, where a chat answer no translator can read (tool calls that are not
+        # objects, say) is still the upstream's bad response: retried or passed to a fallback.
+        return c.api.answer(result, dep.provider)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise dep.adapter.bad_response(f"unexpected shape ({type(e).__name__})") from None
 
 
 async def _open_stream(c: Call, dep: Deployment, ureq: Any, native_api: bool, wait: float) -> OpenStream:
@@ -364,12 +371,6 @@ def _native_body(c: Call, dep: Deployment, fitted: dict[str, Any]) -> bytes:
     if budget is not None and c.body.get(param) != budget:
         body[param] = budget
     return orjson.dumps(body)
-
-
-def _answer(c: Call, dep: Deployment, chat: dict[str, Any]) -> bytes:
-    if c.api is None:
-        return orjson.dumps(chat)
-    return c.api.answer(chat, dep.provider)
 
 
 _RETRYABLE = frozenset({408, 409, 429})

@@ -308,3 +308,22 @@ def test_a_gzip_answer_is_bounded_by_its_inflated_size(scripted, tmp_path):
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_bad_response"
         assert str(MAX_RESPONSE_BYTES) in r.json()["error"]["message"]
         assert gw.alive() and gw.rss() < 400 * 1024 * 1024
+
+
+def test_a_chat_answer_of_the_wrong_shape_is_a_502_for_every_client_api(scripted, gateway_for):
+    """An upstream answer the translators cannot read (tool calls that are not objects) is the
+    upstream's fault: 502 in the client API's shape, never a 500."""
+    srv, app = scripted
+    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "m"}
+    message = {"role": "assistant", "content": None, "tool_calls": ["x", 3]}
+    answer["choices"] = [{"index": 0, "message": message, "finish_reason": "tool_calls"}]
+    app.script["odd-calls"] = lambda b, p: json_reply(200, answer)
+    gw = gateway_for(cfg_with(srv.url, retries=0, responses="translate"))
+    for name in ("odd-calls",):
+        r = httpx.post(gw.url + "/v1/responses", json={"model": f"up/{name}", "input": "hi"}, headers=H, timeout=30)
+        assert r.status_code == 502, r.text
+        assert r.json()["error"]["code"] == "upstream_bad_response"
+        body = {"model": f"up/{name}", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        r = httpx.post(gw.url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY}, timeout=30)
+        assert r.status_code == 502, r.text
+        assert r.json()["type"] == "error" and r.json()["error"]["type"] == "api_error"
