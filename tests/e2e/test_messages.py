@@ -289,6 +289,25 @@ def test_models_in_anthropic_shape_for_claude_code(gw):
     assert "claude-via-openai" in [m.id for m in page.data]
 
 
+def test_models_in_anthropic_shape_validate_against_the_sdk_and_page(gw):
+    from anthropic.types import ModelInfo
+
+    h = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}
+    everything = httpx.get(gw.url + "/v1/models?limit=1000", headers=h).json()
+    ids = [ModelInfo.model_validate(m).id for m in everything["data"]]  # strict: every required field
+    assert len(ids) >= 2 and everything["has_more"] is False
+    first = httpx.get(gw.url + "/v1/models?limit=1", headers=h).json()
+    assert [m["id"] for m in first["data"]] == ids[:1] and first["has_more"] is True
+    assert first["first_id"] == first["last_id"] == ids[0]
+    walked = [m.id for m in client(gw).models.list(limit=1)]  # the SDK pages on by after_id
+    assert walked == ids
+    back = httpx.get(gw.url + f"/v1/models?before_id={ids[-1]}&limit=1", headers=h).json()
+    assert [m["id"] for m in back["data"]] == ids[-2:-1]
+    info = client(gw).models.retrieve(ids[0])
+    assert ModelInfo.model_validate(info.model_dump()) and info.type == "model" and info.lifecycle == "active"
+    assert info.id == ids[0] and info.created_at.year >= 2024
+
+
 def test_count_tokens_native_is_forwarded(gw, upstreams):
     body = {"model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "user", "content": "count these words"}]}
     r = client(gw).messages.with_raw_response.count_tokens(**body, extra_headers={"anthropic-beta": "token-counting"})
