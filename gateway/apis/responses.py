@@ -47,8 +47,13 @@ _TERMINAL = frozenset(("response.completed", "response.incomplete", "response.fa
 
 
 def not_found(rid: str, param: str | None = None) -> GatewayError:
-    what = "Previous response" if param else "Response"
-    return GatewayError(404, f"{what} with id '{rid}' not found.", param=param, code="not_found" if param else None)
+    if param:
+        # As OpenAI answers it (400, ``previous_response_not_found``): Codex and other clients read
+        # that code to start the conversation afresh.
+        return GatewayError(
+            400, f"Previous response with id '{rid}' not found.", param=param, code="previous_response_not_found"
+        )
+    return GatewayError(404, f"Response with id '{rid}' not found.")
 
 
 async def owned_record(ctx: RequestContext, rid: str, param: str | None = None) -> tuple[dict[str, Any], str, str]:

@@ -133,9 +133,11 @@ def test_store_false_keeps_nothing(gw):
     r = c.responses.create(model="mock/echo", input="hi", store=False)
     with pytest.raises(openai.NotFoundError):
         c.responses.retrieve(r.id)
-    with pytest.raises(openai.NotFoundError) as e:
+    with pytest.raises(openai.BadRequestError) as e:  # OpenAI's answer, which Codex recovers from
         c.responses.create(model="mock/echo", input="again", previous_response_id=r.id)
-    assert e.value.body["param"] == "previous_response_id"
+    assert e.value.body["param"] == "previous_response_id" and e.value.code == "previous_response_not_found"
+    assert e.value.body["type"] == "invalid_request_error"
+    assert e.value.body["message"] == f"Previous response with id '{r.id}' not found."
 
 
 def test_budget_cut_is_incomplete(gw):
