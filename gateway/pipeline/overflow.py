@@ -61,10 +61,23 @@ def fit(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind: str, nativ
     if _surely_fits(endpoint, body, window, facts.max_output_tokens):
         return None  # nothing to decide, so nothing to tokenize (and no tokenizer to load)
     name = _tokenizer(body, facts, kind)
-    prompts = list(_measure(endpoint, body, encoding(name) if name else None))
-    longest = Bounds(max(p.low for p in prompts), max(p.high for p in prompts), False)
+    enc = encoding(name) if name else None
+    # Only truncation reads the upper bound; a refusal rests on the lower one alone, which is first
+    # taken roughly (at least the bound): what fits by it fits, what does not is measured again.
+    upper = behaviour == "truncate"
+    rough = enc is None and not upper
     budget = budget_of(body)
-    new = _decide(endpoint, window, longest, budget, behaviour, facts.max_output_tokens)
+    while True:
+        prompts = list(_measure(endpoint, body, enc, upper, rough))
+        longest = Bounds(max(p.low for p in prompts), max(p.high for p in prompts), False)
+        try:
+            new = _decide(endpoint, window, longest, budget, behaviour, facts.max_output_tokens)
+        except GatewayError:
+            if not rough:
+                raise
+            rough = False
+            continue
+        break
     if budget is not None and new is not None and new < budget:
         cap_budget(body, new)
     return Fit(sum(p.high for p in prompts), all(p.exact for p in prompts), new)
@@ -77,8 +90,10 @@ async def fit_async(endpoint: str, body: dict[str, Any], facts: ModelFacts, kind
         if _surely_fits(endpoint, body, window, facts.max_output_tokens):
             body.pop(PARAM, None)
             return None
-        name = _tokenizer(body, facts, kind) or _ESTIMATOR
-        if not is_loaded(name) or _text_chars(endpoint, body) > _INLINE_CHARS:
+        name = _tokenizer(body, facts, kind)
+        if name is None and (body.get(PARAM) or facts.overflow) == "truncate":
+            name = _ESTIMATOR  # the upper estimate counts with it
+        if (name is not None and not is_loaded(name)) or _text_chars(endpoint, body) > _INLINE_CHARS:
             return await asyncio.to_thread(fit, endpoint, body, facts, kind, native)
     return fit(endpoint, body, facts, kind, native)
 
@@ -120,7 +135,7 @@ def _decide(
     return min(budget, room) if max_output is None else min(budget, room, max_output)
 
 
-def _measure(endpoint: str, body: dict[str, Any], enc: Encoder | None) -> Iterator[Bounds]:
+def _measure(endpoint: str, body: dict[str, Any], enc: Encoder | None, upper: bool, rough: bool) -> Iterator[Bounds]:
     if endpoint == CHAT:
         messages = body.get("messages")
         tools = body.get("tools") or body.get("functions")
@@ -129,12 +144,14 @@ def _measure(endpoint: str, body: dict[str, Any], enc: Encoder | None) -> Iterat
             tools if isinstance(tools, list) else None,
             enc,
             body.get("response_format"),
+            upper,
+            rough,
         )
         return
     suffix = body.get("suffix")
-    extra = measure_text(suffix, enc) if isinstance(suffix, str) else Bounds(0, 0, True)
+    extra = measure_text(suffix, enc, upper, rough) if isinstance(suffix, str) else Bounds(0, 0, True)
     for p in _prompts(body.get("prompt")):
-        b = Bounds(len(p), len(p), True) if isinstance(p, list) else measure_text(p, enc)
+        b = Bounds(len(p), len(p), True) if isinstance(p, list) else measure_text(p, enc, upper, rough)
         yield Bounds(b.low + extra.low, b.high + extra.high, b.exact and extra.exact)
 
 

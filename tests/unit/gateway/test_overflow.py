@@ -254,9 +254,23 @@ def anthropic(window: int, overflow: str = "error") -> ModelFacts:
 
 def test_estimated_error_mode_refuses_only_what_cannot_fit() -> None:
     body = {"model": "anthropic/claude-sonnet-4-5", "messages": UNKNOWN, "max_tokens": 100}
-    assert fit("chat", body, anthropic(LOW + 100), "anthropic", False) == Fit(HIGH, False, 100)
+    # Nothing is truncated, so no upper bound is taken: the usage figure is twice the lower one.
+    assert fit("chat", body, anthropic(LOW + 100), "anthropic", False) == Fit(2 * LOW + 6, False, 100)
     err = refused("chat", dict(body), anthropic(LOW + 99), "anthropic")
     assert err.message == chat_overflow(LOW + 99, LOW, 100)
+
+
+RUNS = "=" * 4000 + " " + TEXT  # a rough count (no collapsing of runs) says far more than the bound
+RUNS_LOW = estimate_lower("user") + estimate_lower(RUNS)
+
+
+def test_estimated_error_mode_measures_again_before_refusing() -> None:
+    assert estimate_lower("user") + -(-len(RUNS.replace(" ", "")) // 8) > RUNS_LOW + 400
+    body = {"model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "user", "content": RUNS}], "max_tokens": 100}
+    fitted = fit("chat", dict(body), anthropic(RUNS_LOW + 100), "anthropic", False)
+    assert fitted is not None and fitted.budget == 100  # the rough count alone would have refused it
+    err = refused("chat", dict(body), anthropic(RUNS_LOW + 99), "anthropic")
+    assert err.message == chat_overflow(RUNS_LOW + 99, RUNS_LOW, 100)  # the precise count, not the rough
 
 
 def test_estimated_truncation_uses_the_upper_bound() -> None:
