@@ -8,7 +8,7 @@ floor relaying the same bytes. An upstream named with ``--anthropic`` gets its k
 with the client's ``anthropic-version`` (and ``anthropic-beta``), as Anthropic's API wants. No auth,
 limits, accounting or metrics: its cost is what the gateway's extras are measured against.
 
-    python -m bench.bare_proxy --client aiohttp|httpx|httpx-aiohttp --port P --upstream fast=http://127.0.0.1:Q/v1 \
+    python -m bench.bare_proxy --client aiohttp|httpx|httpx-aiohttp|switchyard --port P --upstream fast=http://127.0.0.1:Q/v1 \
         --upstream anthropic=http://127.0.0.1:R/v1 --anthropic anthropic
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-CLIENTS = ("aiohttp", "httpx", "httpx-aiohttp")
+CLIENTS = ("aiohttp", "httpx", "httpx-aiohttp", "switchyard")  # switchyard: the gateway's own client
 UPSTREAM_KEY = "sk-bench-upstream"
 JSON_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {UPSTREAM_KEY}"}
 ANTHROPIC_HEADERS = {"content-type": "application/json", "x-api-key": UPSTREAM_KEY, "anthropic-version": "2023-06-01"}
@@ -36,6 +36,11 @@ class Upstream:
         self.client: Any = None
 
     async def start(self) -> None:
+        if self.kind == "switchyard":
+            from gateway.wire.connection import Pool
+
+            self.client = Pool()
+            return
         import aiohttp
         import httpx
 
@@ -54,6 +59,9 @@ class Upstream:
     async def post(
         self, url: str, body: bytes, headers: dict[str, str] = JSON_HEADERS
     ) -> tuple[int, bytes, AsyncIterator[bytes]]:
+        if self.kind == "switchyard":
+            r = await self.client.request("POST", url, headers, body, None, 60.0, 60.0)
+            return r.status, (r.headers.get("content-type") or "").encode(), _switchyard_body(r)
         if self.kind == "aiohttp":
             resp = await self.client.post(url, data=body, headers=headers)
             return resp.status, resp.headers.get("content-type", "").encode(), _aiohttp_body(resp)
@@ -62,7 +70,7 @@ class Upstream:
         return resp.status_code, resp.headers.get("content-type", "").encode(), _httpx_body(resp)
 
     async def close(self) -> None:
-        await (self.client.close() if self.kind == "aiohttp" else self.client.aclose())
+        await (self.client.close() if self.kind in ("aiohttp", "switchyard") else self.client.aclose())
 
 
 async def _aiohttp_body(resp: Any) -> AsyncIterator[bytes]:
@@ -71,6 +79,14 @@ async def _aiohttp_body(resp: Any) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         resp.release()
+
+
+async def _switchyard_body(resp: Any) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await resp.next():
+            yield chunk
+    finally:
+        resp.close()
 
 
 async def _httpx_body(resp: Any) -> AsyncIterator[bytes]:

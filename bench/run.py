@@ -75,6 +75,7 @@ CLIENT_MODULES = {
     "bare-aiohttp": ["aiohttp"],
     "bare-httpx": ["httpx"],
     "bare-httpx-aiohttp": ["httpx", "httpx_aiohttp"],
+    "bare-switchyard": ["httptools"],
 }
 
 

@@ -12,7 +12,7 @@ import orjson
 
 DIRECT = "direct"
 GATEWAY = "gateway"
-BARE = ("bare-aiohttp", "bare-httpx-aiohttp", "bare-httpx")
+BARE = ("bare-aiohttp", "bare-switchyard", "bare-httpx-aiohttp", "bare-httpx")
 FLOOR_BARE = "bare-aiohttp"  # the floor every CPU ratio is taken against
 # Other gateways a user might pick instead, run when installed (bench/peers.py).
 PEERS = ("litellm", "portkey")

@@ -223,7 +223,7 @@ async def _try_deployment(c: Call, dep: Deployment) -> Any:
         ctx.pricing = dep.facts.pricing
         try:
             if ctx.stream and first and per_try == cfg.timeout:
-                # Headers, then each piece, within ``timeout`` (aiohttp's read timeout): no timer.
+                # Headers, then each piece, within ``timeout`` (the upstream client's read timeout): no timer.
                 result: Any = await _open_stream(c, dep, ureq, native_api, wait)
             elif ctx.stream:
                 # A retry or fallback (or a per-try timeout) bounds the wait for the first event

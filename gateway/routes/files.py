@@ -162,7 +162,7 @@ class ContentRelay(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call, resp = self.call, self.upstream
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in call.headers.items()]
-        # aiohttp decompresses an encoded body, so its length is only the upstream's when unencoded.
+        # The upstream client inflates an encoded body, so its length is only the upstream's when unencoded.
         names = (
             "content-type",
             "content-disposition",

@@ -148,7 +148,7 @@ class MultipartBody:
         self.limit = limit
         self.size = 0
         self.ended = False
-        # Why the stream stopped, kept here because aiohttp wraps what a request body raises.
+        # Why the stream stopped, kept here because the upstream client reports a failed body as its own.
         self.failure: GatewayError | ClientGone | None = None
 
     def inspect(self) -> None:

@@ -1,17 +1,17 @@
 """The one pooled HTTP client to upstreams, behind a small interface.
 
-aiohttp is the client because it costs about 12x less CPU per request than httpx on this
-machine kind and its pool holds up under hundreds of concurrent slow requests (README,
-"Choice of HTTP client"). Nothing outside this module imports aiohttp.
+The connections are our own lean HTTP/1.1 client (``gateway.wire.connection``): aiohttp's client cost
+about six times its CPU per request, and a gateway does little else (README, "Choice of HTTP
+client").
 
 Timeouts (docs/config.md "providers"): ``connect_timeout`` for the connection, then ``timeout`` as the
-longest wait for the response headers and between any two body chunks (aiohttp's
-``sock_read``), and ``max_duration`` for the whole answer, checked as each piece of the body
-arrives (no timer per request: an upstream that stops sending is caught by ``sock_read``, one
-that trickles by this check). Failures become ``GatewayError``s with the documented status and code (docs/errors.md).
+longest wait for the response headers and between any two body chunks, and ``max_duration`` for the
+whole answer, checked as each piece of the body arrives (an upstream that stops sending is caught by
+``timeout``, one that trickles by this check). Failures become ``GatewayError``s with the documented
+status and code (docs/errors.md).
 
-A whole answer read into memory is bounded by ``MAX_RESPONSE_BYTES`` as it arrives, decompressed
-(aiohttp inflates gzip and deflate in bounded pieces): a content-length is never trusted for it.
+A whole answer read into memory is bounded by ``MAX_RESPONSE_BYTES`` as it arrives, inflated (gzip
+and deflate are inflated in bounded pieces): a content-length is never trusted for it.
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Protocol
 
-import aiohttp
-
 from gateway.errors import GatewayError
+from gateway.wire.connection import BadResponse, BodyFailed, ConnectError, Pool, Response, UpstreamFailure
 from gateway.wire.types import UpstreamRequest
 
 # A whole (non-streamed) upstream answer is held in memory to translate it: bound it, so a
 # broken or hostile upstream cannot exhaust the worker.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_DURATION = 3600.0  # providers.<name>.max_duration's default
-_TIMEOUTS_CACHED = 64
 
 
 def unreachable(provider: str, why: str) -> GatewayError:
@@ -66,7 +64,7 @@ class UpstreamResponse:
 class _HTTPResponse(UpstreamResponse):
     __slots__ = ("_provider", "_resp", "_until", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, provider: str, until: float) -> None:
+    def __init__(self, resp: Response, provider: str, until: float) -> None:
         self._resp = resp
         self._provider = provider
         self._until = until  # time.monotonic() by which the whole answer must be in
@@ -74,18 +72,16 @@ class _HTTPResponse(UpstreamResponse):
         self.headers = resp.headers
 
     async def read(self) -> bytes:
-        """The body as it arrives (decompressed), no more than the bound, within max_duration."""
+        """The body as it arrives (inflated), no more than the bound, within max_duration."""
         parts: list[bytes] = []
         size = 0
-        content = self._resp.content
+        resp = self._resp
         try:
-            while data := await content.readany():
+            while data := await resp.next():
                 if time.monotonic() > self._until:
-                    self._resp.close()
                     raise too_slow(self._provider)
                 size += len(data)
                 if size > MAX_RESPONSE_BYTES:
-                    self._resp.close()
                     raise GatewayError(
                         502,
                         f"{self._provider}: the upstream's response is over {MAX_RESPONSE_BYTES} bytes",
@@ -93,35 +89,44 @@ class _HTTPResponse(UpstreamResponse):
                         reason="too_large",
                     )
                 parts.append(data)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise timed_out(self._provider) from None
-        except aiohttp.ClientError as e:
-            raise unreachable(self._provider, type(e).__name__) from None
+        except (OSError, UpstreamFailure) as e:  # TimeoutError is an OSError
+            raise _failed(self._provider, e) from None
         finally:
-            self._resp.release()
-        return b"".join(parts)
+            resp.close()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._resp.content
+        resp = self._resp
         until = self._until
         try:
-            while True:
-                data = await content.readany()
-                if not data:
-                    return
+            while data := await resp.next():
                 if time.monotonic() > until:
+                    resp.close()
                     raise too_slow(self._provider)
                 yield data
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise timed_out(self._provider) from None
-        except aiohttp.ClientError as e:
-            raise unreachable(self._provider, type(e).__name__) from None
+        except (OSError, UpstreamFailure) as e:
+            raise _failed(self._provider, e) from None
 
     def close(self) -> None:
-        # Closing (not releasing) drops the connection, so an upstream still generating
-        # sees the disconnect at once and stops billing.
-        if not self._resp.closed:
-            self._resp.close()
+        # Closing drops the connection (unless the answer was read to its end), so an upstream
+        # still generating sees the disconnect at once and stops billing.
+        self._resp.close()
+
+
+def _failed(provider: str, e: Exception) -> GatewayError:
+    """A failure of the connection as the documented error (docs/errors.md)."""
+    if isinstance(e, TimeoutError):
+        return timed_out(provider)
+    if isinstance(e, BadResponse):
+        return GatewayError(
+            502,
+            f"{provider}: the upstream sent an invalid HTTP response",
+            code="upstream_bad_response",
+            reason="bad_response",
+        )
+    if isinstance(e, ConnectError):
+        return unreachable(provider, "connection refused" if e.refused else "connect failed")
+    return unreachable(provider, str(e) or type(e).__name__)
 
 
 USER_AGENT = "switchyard"
@@ -136,8 +141,7 @@ class Transport(Protocol):
 
 class UpstreamClient:
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+        self._pool: Pool | None = None
         self._transports: dict[str, Transport] = {}
 
     def mount(self, scheme: str, transport: Transport) -> None:
@@ -145,23 +149,12 @@ class UpstreamClient:
         self._transports[scheme] = transport
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30, enable_cleanup_closed=True)
-        # No session-level headers: aiohttp then merges nothing and takes its fast path for its
-        # automatic headers; every request names its user agent itself (``send``).
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True)
+        self._pool = Pool(keepalive=30.0)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _timeout(self, connect: float, read: float) -> aiohttp.ClientTimeout:
-        t = self._timeouts.get((connect, read))
-        if t is None:
-            t = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
-            if len(self._timeouts) < _TIMEOUTS_CACHED:  # retries ask for what is left: not worth keeping
-                self._timeouts[(connect, read)] = t
-        return t
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def send(
         self,
@@ -181,30 +174,15 @@ class UpstreamClient:
         """
         if self._transports and (scheme := req.url.partition("://")[0] + "://") in self._transports:
             return await self._transports[scheme].send(req, body)
-        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        assert self._pool is not None, "UpstreamClient.start() was not awaited"
         until = time.monotonic() + max_duration
         try:
-            resp = await self._session.request(
-                req.method,
-                req.url,
-                data=req.body if body is None else body,
-                headers={"user-agent": USER_AGENT, **req.headers},  # a configured User-Agent comes later and wins
-                timeout=self._timeout(connect_timeout, read_timeout),
-                allow_redirects=False,
+            # A configured User-Agent (any case) wins over the gateway's own.
+            resp = await self._pool.request(
+                req.method, req.url, req.headers, req.body, body, connect_timeout, read_timeout, USER_AGENT
             )
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise timed_out(provider) from None
-        except aiohttp.ClientConnectorError as e:
-            raise unreachable(
-                provider, "connection refused" if isinstance(e.os_error, ConnectionRefusedError) else "connect failed"
-            ) from None
-        except aiohttp.ClientResponseError as e:
-            raise GatewayError(
-                502,
-                f"{provider}: the upstream sent an invalid HTTP response",
-                code="upstream_bad_response",
-                reason="bad_response",
-            ) from e
-        except aiohttp.ClientError as e:
-            raise unreachable(provider, type(e).__name__) from None
+        except BodyFailed:
+            raise unreachable(provider, "the request body failed") from None
+        except (OSError, UpstreamFailure) as e:
+            raise _failed(provider, e) from None
         return _HTTPResponse(resp, provider, until)
