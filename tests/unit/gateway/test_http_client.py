@@ -607,6 +607,7 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)  # its own CA, when trusted
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
@@ -633,6 +634,43 @@ def test_https_with_an_untrusted_self_signed_certificate_is_refused(tmp_path: Pa
             server.close()
 
     assert _run(go()).status == 502 and seen == []
+
+
+def test_https_to_a_trusted_upstream_works_and_keeps_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the certificate trusted (SSL_CERT_FILE, as OpenSSL reads it), requests go over TLS, verified
+    against the host, and reuse one connection; a chunked answer is read whole."""
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    seen: list[_Req] = []
+    accepted: list[int] = []
+    ports: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        while (req := await _read_request(reader)) is not None:
+            seen.append(req)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+            await writer.drain()
+
+    async def go() -> None:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)
+        ports.append(server.sockets[0].getsockname()[1])
+        url = f"https://127.0.0.1:{ports[0]}/v1/x"
+        try:
+            async with _client() as client:
+                for _ in range(2):
+                    resp = await _send(client, url, method="POST", body=b"{}")
+                    assert resp.status == 200 and await resp.read() == b"abcde"
+        finally:
+            server.close()
+
+    _run(go())
+    assert len(accepted) == 1 and [r.body for r in seen] == [b"{}", b"{}"]
+    assert seen[0].get("host") == f"127.0.0.1:{ports[0]}"
 
 
 # ----- 7. concurrency --------------------------------------------------------------------------------
