@@ -87,6 +87,10 @@ class Headers:
         return f"Headers({self._raw!r})"
 
 
+class _Unasked(Exception):
+    """An answer after this exchange's: raised to stop the parser there."""
+
+
 class _Conn(asyncio.Protocol):
     """One connection; serves one exchange at a time (``begin``) and says whether it can serve another."""
 
@@ -97,6 +101,7 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.drained: asyncio.Future[None] | None = None
         self.lost = False
+        self.idle = False  # in the pool, between exchanges
         self.idle_since = 0.0
         self.begin()
 
@@ -120,9 +125,23 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.idle:
+            # Nothing was asked (a server's parting "408", or garbage): never let it pass for
+            # the answer to the next request sent here.
+            self.abort()
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as e:
+            if not isinstance(e.__context__, _Unasked):
+                self._fail(BadResponse(str(e.__context__ or e)))
+                return
+            # A second message in the same exchange (``on_message_begin``): not asked for, so the
+            # connection is not kept; the answer already complete stands.
+            self.keep = False
+            if self.transport is not None:
+                self.transport.abort()
         except httptools.HttpParserUpgrade:
             self._fail(BadResponse("the upstream switched protocols"))
         except httptools.HttpParserError as e:
@@ -152,6 +171,10 @@ class _Conn(asyncio.Protocol):
             d.set_result(None)
 
     # --- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise _Unasked()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -435,6 +458,7 @@ class Pool:
         while idle:
             c = idle.pop()
             if not c.lost and now - c.idle_since < self.keepalive:
+                c.idle = False
                 return c
             c.abort()
         return None
@@ -453,6 +477,7 @@ class Pool:
             return
         c.idle_since = now
         c.begin()
+        c.idle = True
         idle.append(c)
 
     async def request(

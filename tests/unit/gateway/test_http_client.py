@@ -302,6 +302,35 @@ def test_a_connection_close_answer_is_not_reused() -> None:
     _run(go())
 
 
+@pytest.mark.parametrize("together", [True, False], ids=["in-the-same-read", "later"])
+def test_bytes_sent_on_an_idle_connection_never_answer_the_next_request(together: bool) -> None:
+    """A server's unsolicited parting answer (a 408 on a kept-alive connection), right behind the answer
+    or later, retires the connection; the next request goes on a new one and gets its own answer."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = server.connections == 1
+        await _read_request(reader)
+        parting = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n"
+        writer.write(_ok(b"first" if first else b"second") + (parting if first and together else b""))
+        await writer.drain()
+        if first:
+            if not together:
+                await asyncio.sleep(0.05)
+                writer.write(parting)
+                await writer.drain()
+            await reader.read()  # keep it open: only the bytes tell
+
+    async def go() -> None:
+        async with server, _client() as client:
+            assert await _get(client, server.url + "/") == b"first"
+            await asyncio.sleep(0.1)
+            assert await _get(client, server.url + "/") == b"second"
+            assert server.connections == 2
+
+    server = _Server(handler)
+    _run(go())
+
+
 def test_a_response_closed_mid_body_is_not_reused() -> None:
     """close() on a response whose body is still arriving drops its connection; the next request opens another."""
 
