@@ -14,6 +14,9 @@ pieces as they are read, never ahead of the reader.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
+import socket
 import ssl
 import time
 import zlib
@@ -27,6 +30,9 @@ import httptools
 _HIGH_WATER = 1 << 20  # buffered body bytes that pause reading
 _INFLATE_PIECE = 256 * 1024  # most bytes one inflate step yields
 _IDLE_PER_ORIGIN = 256  # idle connections kept per origin; more are closed
+_IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
+_RACE = 1.0  # seconds after sending within which a silent close of a reused connection is the race
+_DNS_TTL = 300.0  # seconds a host's addresses are kept (aiohttp's ttl_dns_cache, as the gateway had it)
 ACCEPT_ENCODING = "gzip, deflate"
 
 
@@ -85,6 +91,20 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self._raw!r})"
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+@functools.cache
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _Unasked(Exception):
@@ -401,8 +421,10 @@ def _inflater(encoding: str) -> Any:
 class Pool:
     """Kept-alive connections per origin (scheme, host, port), at most ``keepalive`` seconds idle."""
 
-    def __init__(self, keepalive: float = 30.0) -> None:
+    def __init__(self, keepalive: float = 30.0, dns_ttl: float = _DNS_TTL) -> None:
         self.keepalive = keepalive
+        self.dns_ttl = dns_ttl
+        self._dns: dict[tuple[str, int], tuple[float, asyncio.Future[list[Any]]]] = {}
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._origins: dict[str, tuple[tuple[str, str, int], str, str]] = {}
         self._tls: ssl.SSLContext | None = None
@@ -431,17 +453,14 @@ class Pool:
 
     async def _connect(self, key: tuple[str, str, int], timeout: float) -> _Conn:
         loop = asyncio.get_running_loop()
-        scheme, host, port = key
         tls: ssl.SSLContext | None = None
-        if scheme == "https":
+        if key[0] == "https":
             if self._tls is None:
                 self._tls = ssl.create_default_context()
             tls = self._tls
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Conn(key), host, port, ssl=tls, server_hostname=host if tls else None
-                )
+                conn = await self._open(loop, key, tls)
         except ConnectionRefusedError:
             raise ConnectError("connection refused", True) from None
         except TimeoutError:
@@ -449,6 +468,43 @@ class Pool:
         except (OSError, ssl.SSLError) as e:
             raise ConnectError(type(e).__name__, False) from None
         return conn
+
+    async def _open(
+        self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int], tls: ssl.SSLContext | None
+    ) -> _Conn:
+        """A connection to the first of the host's addresses that answers (names resolved through the cache)."""
+        _, host, port = key
+        hostname = host if tls else None
+        if _is_ip(host):
+            return (await loop.create_connection(lambda: _Conn(key), host, port, ssl=tls, server_hostname=hostname))[1]
+        error: OSError | None = None
+        for family, _, proto, _, addr in await self._resolve(loop, host, port):
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _Conn(key), addr[0], addr[1], family=family, proto=proto, ssl=tls, server_hostname=hostname
+                )
+                return conn
+            except OSError as e:
+                error = e  # the next address, as create_connection does for a name
+        raise error or OSError(f"{host} has no address")
+
+    async def _resolve(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[Any]:
+        """The host's addresses, looked up once per ``dns_ttl`` (concurrent connections share the lookup):
+        a burst of new connections to a provider must not be a burst of DNS queries, one per thread."""
+        now = time.monotonic()
+        hit = self._dns.get((host, port))
+        if hit is None or hit[0] <= now:
+            fut = asyncio.ensure_future(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            fut.add_done_callback(_retrieved)  # its waiters may all have gone: no "never retrieved" log
+            hit = self._dns[(host, port)] = (now + self.dns_ttl, fut)
+            if len(self._dns) > 1024:
+                self._dns = {k: v for k, v in self._dns.items() if v[0] > now}
+        try:
+            return await asyncio.shield(hit[1])
+        except OSError:
+            if self._dns.get((host, port)) is hit:
+                del self._dns[(host, port)]  # a failed lookup is not kept
+            raise
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Conn | None:
         idle = self._idle.get(key)
@@ -523,11 +579,16 @@ class Pool:
             assert conn.transport is not None
             conn.bodiless = method == "HEAD"
             conn.transport.write(data)
+            sent = time.monotonic()
             try:
                 await self._head(conn, read_timeout)
             except Disconnected:
-                if reused and not conn.received:
-                    continue  # the upstream had closed it while idle: once more on a new connection
+                # The keep-alive race: the upstream closed the idle connection as the request went
+                # out; once more on a new one. Not for a POST that may have been taken and worked on
+                # (a load balancer's idle timeout in the middle of a long generation): that would
+                # bill twice, so only at once after sending.
+                if reused and not conn.received and (method in _IDEMPOTENT or time.monotonic() - sent < _RACE):
+                    continue
                 raise
             return Response(conn, self, read_timeout)
         raise AssertionError("unreachable")

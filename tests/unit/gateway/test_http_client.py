@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.wire import upstream
+from gateway.wire import connection, upstream
 from gateway.wire.types import UpstreamRequest
 from gateway.wire.upstream import UpstreamClient, UpstreamResponse
 
@@ -392,6 +392,33 @@ def test_a_connection_the_server_drops_as_the_next_request_arrives_is_retried(me
     _run(go())
 
 
+def test_a_post_dropped_after_a_while_is_not_sent_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reused connection that closes silently well after a POST went out (a load balancer's idle timeout
+    in the middle of a long generation) fails the request: sent again, it would be worked on (and billed)
+    twice."""
+    monkeypatch.setattr(connection, "_RACE", 0.1)
+    posts: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await _read_request(reader)) is not None:
+            posts.append(req.target)
+            if req.target == "/slow":
+                await asyncio.sleep(0.3)
+                return  # closed without a byte of an answer
+            writer.write(_ok(b"ok"))
+            await writer.drain()
+
+    async def go() -> GatewayError:
+        async with _Server(handler) as server, _client() as client:
+            resp = await _send(client, server.url + "/fast", method="POST", body=b"{}")
+            assert await resp.read() == b"ok"
+            return await _fails(_send(client, server.url + "/slow", method="POST", body=b"{}"))
+
+    err = _run(go())
+    assert (err.status, err.code) == (502, "upstream_unreachable")
+    assert posts == ["/fast", "/slow"]
+
+
 # ----- 4. request framing ----------------------------------------------------------------------------
 
 
@@ -720,6 +747,35 @@ def test_fifty_concurrent_requests_each_get_their_own_answer() -> None:
             assert bodies == [b"id=%d" % i for i in range(50)]
 
     _run(go())
+
+
+def test_a_host_name_is_looked_up_once_for_a_burst_of_new_connections() -> None:
+    """Ten requests at once to ``localhost`` open ten connections after one DNS lookup (kept for
+    minutes, as aiohttp's cache did), trying the next address when one refuses (``::1`` here)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await _read_request(reader)) is not None:
+            await asyncio.sleep(0.05)  # hold the connection so the requests overlap
+            writer.write(_ok(req.target.encode()))
+            await writer.drain()
+
+    async def go() -> list[str]:
+        loop = asyncio.get_running_loop()
+        looked_up: list[str] = []
+        real = loop.getaddrinfo
+
+        async def counting(host: Any, *args: Any, **kwargs: Any) -> Any:
+            looked_up.append(host)
+            return await real(host, *args, **kwargs)
+
+        loop.getaddrinfo = counting  # type: ignore[method-assign]
+        async with _Server(handler) as server, _client() as client:
+            urls = [f"http://localhost:{server.port}/{i}" for i in range(10)]
+            assert await asyncio.gather(*(_get(client, u) for u in urls)) == [b"/%d" % i for i in range(10)]
+            assert server.connections == 10
+        return looked_up
+
+    assert _run(go()) == ["localhost"]
 
 
 # ----- 8. a failing upload ---------------------------------------------------------------------------
