@@ -211,9 +211,30 @@ def tokenizer_for(upstream_model: str, kind: str, configured: str | None) -> str
     return None
 
 
+# Long texts' counts are remembered: agents send the whole conversation every turn, so all but
+# the newest messages were counted in the request before (a 100k-token history costs ~30 ms to
+# count, its hash ~0.2 ms). Keyed by the encoder, the length and Python's hash of the text (keyed
+# per process, so not a collision anyone can aim for); a few thousand entries, oldest out first.
+_REMEMBER_CHARS = 4096
+_REMEMBERED_MAX = 4096
+_remembered: dict[tuple[int, int, int], tuple[Encoder, int]] = {}
+_REMEMBER_LOCK = threading.Lock()  # counts run in worker threads too
+
+
 def count_text(text: str, enc: Encoder) -> int:
-    # encode_ordinary: user text may contain "<|endoftext|>" and must be counted as text.
-    return len(enc.encode_ordinary(text))
+    if len(text) < _REMEMBER_CHARS:
+        # encode_ordinary: user text may contain "<|endoftext|>" and must be counted as text.
+        return len(enc.encode_ordinary(text))
+    key = (id(enc), len(text), hash(text))
+    hit = _remembered.get(key)
+    if hit is not None and hit[0] is enc:  # the encoder itself, not one that took its id
+        return hit[1]
+    n = len(enc.encode_ordinary(text))
+    with _REMEMBER_LOCK:
+        _remembered[key] = (enc, n)
+        while len(_remembered) > _REMEMBERED_MAX:
+            del _remembered[next(iter(_remembered))]
+    return n
 
 
 # --- estimates for models without an exact tokenizer --------------------------------------

@@ -393,3 +393,41 @@ def test_bytes_over_four_is_not_an_upper_bound(sample: str, cl100k: tokens.Encod
 
 def test_estimates_of_empty_text() -> None:
     assert estimate_upper("") == estimate_lower("") == 0
+
+
+def test_long_texts_are_counted_once_and_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent's history comes again every turn: a long text's count is remembered (the same answer, no
+    second encoding), per encoder; the memory keeps at most its bound, oldest out first."""
+    enc = tokens.encoding("o200k_base")
+    calls: list[int] = []
+
+    class Counting:
+        name = "counting"
+
+        def encode_ordinary(self, text: str) -> list[int]:
+            calls.append(len(text))
+            return enc.encode_ordinary(text)
+
+    counting = Counting()
+    history = "The gateway relays every turn of the conversation again. " * 200
+    first = tokens.count_text(history, counting)
+    assert first == len(enc.encode_ordinary(history))
+    assert tokens.count_text("".join([history]), counting) == first  # an equal text, another object
+    assert calls == [len(history)]
+    assert tokens.count_text(history + "!", counting) == len(enc.encode_ordinary(history + "!"))
+    assert len(calls) == 2
+    assert tokens.count_text(history, enc) == first  # another encoder counts for itself
+    tokens.count_text("short", counting)
+    tokens.count_text("short", counting)
+    assert calls[2:] == [5, 5]  # short texts are not worth remembering
+
+    monkeypatch.setattr(tokens, "_REMEMBERED_MAX", 3)
+    monkeypatch.setattr(tokens, "_remembered", {})
+    texts = [history + str(i) for i in range(5)]
+    for t in texts:
+        tokens.count_text(t, counting)
+    assert len(tokens._remembered) == 3
+    del calls[:]
+    tokens.count_text(texts[-1], counting)
+    tokens.count_text(texts[0], counting)
+    assert calls == [len(texts[0])]  # the newest kept, the oldest gone
