@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -230,7 +231,7 @@ def test_a_tiny_run_end_to_end(tmp_path):
         (n, t) for n in (*NEW_SCENARIOS, "streams-5000") for t in ("bare-aiohttp", "gateway")
     ], text
     for r in rows:
-        assert r["errors"] == "0", r
+        assert r["errors"] == "0", f"{r['scenario']} {r['target']}: {r['errors']} errors; notes: {r['notes']}\n{text}"
         assert r["req/s"] not in ("—", "0"), r  # something completed
         assert float(r["CPU ms/req"]) > 0, r
         if r["target"] == "gateway":
@@ -284,3 +285,16 @@ def test_wrk_script_counts_streams_without_their_end(tmp_path, answer, unended):
         server.server_close()
     assert r.requests > 0
     assert r.errors == (r.requests if unended else 0), r.error_kinds
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counts_are_taken_under_callgrind():
+    """``python -m bench.instructions`` really counts: the bare proxy on the gateway's upstream client, a stream
+    scenario, a few requests under callgrind (bounded: 16 requests; about 20 s, start-up under valgrind most)."""
+    argv = [sys.executable, "-m", "bench.instructions", "bare-switchyard", "stream-32"]
+    argv += ["--requests", "16", "--clients", "4", "--warmup", "4"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = re.search(r"bare-switchyard stream-32: ([\d,]+) instructions per request", done.stdout)
+    assert found, done.stdout
+    assert 10_000 < int(found.group(1).replace(",", "")) < 100_000_000
