@@ -2,7 +2,7 @@
 
 The connections are our own lean HTTP/1.1 client (``gateway.wire.connection``): aiohttp's client cost
 about six times its CPU per request, and a gateway does little else (README, "Choice of HTTP
-client").
+client"). Mounted transports answer other URL schemes without the network (``mount``).
 
 Timeouts (docs/config.md "providers"): ``connect_timeout`` for the connection, then ``timeout`` as the
 longest wait for the response headers and between any two body chunks, and ``max_duration`` for the
