@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         log_level="warning",
         backlog=BACKLOG,  # uvicorn listens again on the sockets it is given, with this backlog
+        # Idle connections kept as providers keep them (a minute or more). uvicorn's 5 s default closes
+        # them under the clients' pools (aiohttp keeps its own 15 s), and a POST caught on a connection
+        # as it closes fails in the bare aiohttp proxy, which does not send it again: rows with errors.
+        timeout_keep_alive=120,
     )
     uvicorn.Server(config).run(sockets=sockets)
 
