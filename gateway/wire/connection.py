@@ -139,6 +139,7 @@ class _Conn(asyncio.Protocol):
         self.paused = False
         self.received = False  # any response byte: a stale connection sends none
         self.bodiless = False  # a HEAD request's answer has no body, whatever its length says
+        self.cut = False  # the request's body was not sent whole
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -275,7 +276,7 @@ class _Conn(asyncio.Protocol):
         return data
 
     def reusable(self) -> bool:
-        return self.done and self.keep and not self.lost and self.error is None and not self.pieces
+        return self.done and self.keep and not self.lost and self.error is None and not self.pieces and not self.cut
 
     def abort(self) -> None:
         if self.transport is not None and not self.lost:
@@ -621,7 +622,10 @@ class Pool:
             t.write(head)
             async for piece in stream:
                 if conn.lost or conn.head_done:
-                    break  # the upstream answered (or left) before the body's end: stop sending
+                    # The upstream answered (or left) before the body's end: stop sending, and never
+                    # reuse the connection (the upstream would read the next request as this body).
+                    conn.cut = True
+                    break
                 if piece:
                     t.writelines((b"%x\r\n" % len(piece), piece, b"\r\n") if chunked else (piece,))
                 if conn.drained is not None:

@@ -480,6 +480,39 @@ def test_a_streamed_body_with_a_declared_length_keeps_it() -> None:
     assert req.body == b"hello world"
 
 
+def test_an_upload_answered_before_its_end_stops_and_its_connection_is_not_reused() -> None:
+    """The upstream refuses an upload at its head (a 413 on a kept-alive connection): the answer comes back,
+    the rest of the body is not sent, and the next request opens a new connection (on the old one the
+    upstream would read it as the rest of the body)."""
+    produced: list[int] = []
+
+    async def upload() -> AsyncIterator[bytes]:
+        for i in range(20):
+            produced.append(i)
+            await asyncio.sleep(0.02)
+            yield b"x" * 1000
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if server.connections == 1:
+            await reader.readuntil(b"\r\n\r\n")  # the head only: refused before the body is read
+            writer.write(_response(b"too big", "content-length: 7", status="413 Payload Too Large"))
+            await writer.drain()
+            await reader.read()
+        else:
+            await _answer(lambda r: _ok(b"fresh"))(reader, writer)
+
+    async def go() -> None:
+        async with server, _client() as client:
+            resp = await _send(client, server.url + "/upload", method="POST", stream=upload())
+            assert resp.status == 413 and await resp.read() == b"too big"
+            assert await _get(client, server.url + "/") == b"fresh"
+            assert server.connections == 2
+
+    server = _Server(handler)
+    _run(go())
+    assert len(produced) < 20  # the producer was not drained to its end
+
+
 # ----- 5. content-encoding ---------------------------------------------------------------------------
 
 PLAIN = b'{"choices": [{"text": "' + b"some fairly compressible text " * 2000 + b'"}]}'
