@@ -385,7 +385,10 @@ class Response:
         # Dropped unread (a task that died between head and body): close, or the socket stays open.
         c = self._conn
         if c is not None and not c.lost and c.transport is not None:
-            c.transport.abort()
+            try:
+                c.transport.abort()
+            except RuntimeError:
+                pass  # the loop is already closed (interpreter shutdown): so is the socket
 
 
 class _Deflate:
