@@ -9,7 +9,7 @@ the caller gives up. Redirects, cookies, proxies and HTTP/2 are not asked for.
 
 Buffered body data past ``_HIGH_WATER`` pauses reading, so a slow consumer holds the upstream back
 (TCP flow control) instead of filling memory. gzip and deflate bodies are inflated in bounded
-pieces as they are read, never ahead of the reader.
+pieces as they are read, never ahead of the reader (``gateway.wire.inflate``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import ipaddress
 import socket
 import ssl
 import time
-import zlib
 from collections import deque
 from collections.abc import AsyncIterable
 from typing import Any
@@ -28,8 +27,9 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.wire.inflate import BrokenBody, inflater
+
 _HIGH_WATER = 1 << 20  # buffered body bytes that pause reading
-_INFLATE_PIECE = 256 * 1024  # most bytes one inflate step yields
 _IDLE_PER_ORIGIN = 256  # idle connections kept per origin; more are closed
 _IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
 _RACE = 1.0  # seconds after sending within which a silent close of a reused connection is the race
@@ -85,10 +85,6 @@ class Headers:
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._raw)
-
-    def getall(self, name: str) -> list[str]:
-        n = name.lower()
-        return [v for k, v in self._raw if k.lower() == n]
 
     def __repr__(self) -> str:
         return f"Headers({self._raw!r})"
@@ -292,7 +288,7 @@ def _expire(w: asyncio.Future[None]) -> None:
 class Response:
     """A response whose head has arrived; the body is read with ``next`` (b"" at its end)."""
 
-    __slots__ = ("_conn", "_inflate", "_pool", "_read_timeout", "_tail", "headers", "status")
+    __slots__ = ("_conn", "_inflate", "_pool", "_read_timeout", "headers", "status")
 
     def __init__(self, conn: _Conn, pool: Pool, read_timeout: float) -> None:
         self._conn = conn
@@ -300,9 +296,7 @@ class Response:
         self._read_timeout = read_timeout
         self.status = conn.status
         self.headers = Headers(conn.raw)
-        enc = self.headers.get("content-encoding")
-        self._inflate: Any = _inflater(enc.strip().lower()) if enc else None
-        self._tail = b""  # compressed bytes an inflate step left for the next one
+        self._inflate = inflater(self.headers.get("content-encoding"))
 
     async def next(self) -> bytes:
         """The next piece of the body (inflated); b"" once it has all been read."""
@@ -331,32 +325,20 @@ class Response:
 
     async def _next_inflated(self) -> bytes:
         z = self._inflate
-        while True:
-            if self._tail:
-                out = self._decompress(self._tail)
-                if out:
-                    return out
-            data = await self._next_raw()
-            if not data:
-                try:
-                    rest = z.flush()
-                except zlib.error as e:
-                    raise BadResponse(f"the upstream's compressed body is broken ({e})") from None
-                self._inflate = None
-                return rest
-            out = self._decompress(data)
-            if out:
-                return out
-
-    def _decompress(self, data: bytes) -> bytes:
-        z = self._inflate
+        assert z is not None
         try:
-            out: bytes = z.decompress(data, _INFLATE_PIECE)
-        except zlib.error as e:
+            while True:
+                if z.pending and (out := z.step(z.pending)):
+                    return out
+                data = await self._next_raw()
+                if not data:
+                    self._inflate = None
+                    return z.end()
+                if out := z.step(data):
+                    return out
+        except BrokenBody as e:
             self._drop()
-            raise BadResponse(f"the upstream's compressed body is broken ({e})") from None
-        self._tail = z.unconsumed_tail
-        return out
+            raise BadResponse(str(e)) from None
 
     def _finish(self) -> None:
         c, self._conn = self._conn, None
@@ -377,10 +359,6 @@ class Response:
             else:
                 self._drop()
 
-    @property
-    def closed(self) -> bool:
-        return self._conn is None
-
     def __del__(self) -> None:
         # Dropped unread (a task that died between head and body): close, or the socket stays open.
         c = self._conn
@@ -389,38 +367,6 @@ class Response:
                 c.transport.abort()
             except RuntimeError:
                 pass  # the loop is already closed (interpreter shutdown): so is the socket
-
-
-class _Deflate:
-    """``deflate`` as servers send it: zlib-wrapped as the RFC says, or raw as some do."""
-
-    def __init__(self) -> None:
-        self._z: Any = zlib.decompressobj()
-        self._first = True
-
-    @property
-    def unconsumed_tail(self) -> bytes:
-        return bytes(self._z.unconsumed_tail)
-
-    def decompress(self, data: bytes, max_length: int) -> bytes:
-        if self._first:
-            self._first = False
-            try:
-                return bytes(self._z.decompress(data, max_length))
-            except zlib.error:
-                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-        return bytes(self._z.decompress(data, max_length))
-
-    def flush(self) -> bytes:
-        return bytes(self._z.flush())
-
-
-def _inflater(encoding: str) -> Any:
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return _Deflate()
-    return None  # identity, or one we did not ask for: passed on as it came
 
 
 class Pool:
