@@ -269,12 +269,16 @@ def estimate_upper(text: str) -> int:
     return math.ceil(_UPPER_FACTOR * count_text(text, encoding("cl100k_base")) + _UPPER_PER_DIGIT * digits)
 
 
-def estimate_lower(text: str) -> int:
-    """A low estimate for an unknown tokenizer (the only ground for a local refusal)."""
+def estimate_lower(text: str, runs: bool = True) -> int:
+    """A low estimate for an unknown tokenizer (the only ground for a local refusal).
+
+    ``runs`` False skips collapsing runs of a repeated character (the costly step): the figure is
+    then at least the estimate, enough to accept what fits by it."""
     if not text:
         return 0
     chars = len(text) - sum(map(text.count, _WHITESPACE))
-    chars -= sum(m.end() - m.start() - 1 for m in _RUN.finditer(text))
+    if runs:
+        chars -= sum(m.end() - m.start() - 1 for m in _RUN.finditer(text))
     cjk = 0 if text.isascii() else len(_CJK.findall(text))
     return max(0, math.ceil((chars - cjk) / _LOWER_CHARS + cjk / _LOWER_CJK_CHARS))
 
@@ -322,7 +326,7 @@ class _Tally:
     ``upper`` False (estimates only): the upper bound is not wanted (nothing is truncated), so the
     text is not run through cl100k for it (about 25 ms for an 80k-token prompt); ``high`` is then
     twice the lower bound, about characters / 4: a figure for the usage record, not a bound. With
-    ``rough`` too, ASCII text skips the collapsing of repeated characters (a regex step per
+    ``rough`` too, text skips the collapsing of repeated characters (a regex step per
     character, about 10 ms for 250 KB): ``low`` is then at least the lower bound, which settles
     every prompt that fits by it; the caller measures again without ``rough`` for one that does not."""
 
@@ -344,10 +348,7 @@ class _Tally:
             self.high += n
         else:
             self.exact = False
-            if self.rough and s.isascii():
-                low = math.ceil((len(s) - sum(map(s.count, _WHITESPACE))) / _LOWER_CHARS)
-            else:
-                low = estimate_lower(s)
+            low = estimate_lower(s, runs=not self.rough)
             self.low += low
             self.high += estimate_upper(s) if self.upper else 2 * low
 

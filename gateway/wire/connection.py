@@ -351,13 +351,9 @@ class Response:
             c.abort()
 
     def close(self) -> None:
-        """Give up on the rest: the connection is closed, so the upstream sees it and stops."""
-        c = self._conn
-        if c is not None:
-            if c.done and not c.pieces:
-                self._finish()
-            else:
-                self._drop()
+        """Give up on the rest: the connection is closed, so the upstream sees it and stops (one read
+        to its end goes back to the pool: ``release`` decides)."""
+        self._finish()
 
     def __del__(self) -> None:
         # Dropped unread (a task that died between head and body): close, or the socket stays open.
